@@ -1,0 +1,120 @@
+"""The model contract: the single source of truth shared by train/, export/ and the runtime.
+
+Everything a model file must say about itself so that a runtime with no torch and no TensorFlow
+can feed it correctly: value range, channel order, layout, tile size, the size multiple the
+network needs, and what it was trained for. train/ and export/ import these names; they never
+restate them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+#: Key under which the contract JSON is stored: TFLite flatbuffer metadata name and ONNX metadata_props key.
+METADATA_KEY = "edge_restore_contract"
+#: Version of the contract schema; bumped when a field changes meaning.
+CONTRACT_VERSION = 1
+
+#: Pixel values enter and leave every model as float in this closed range (before quantization).
+VALUE_RANGE: tuple[float, float] = (0.0, 1.0)
+#: Channel order of colour models.
+CHANNEL_ORDER = "RGB"
+#: Layout of the torch and ONNX models (the TFLite models are NHWC).
+TORCH_LAYOUT = "NCHW"
+TFLITE_LAYOUT = "NHWC"
+#: Default square tile side of the static-shape edge models.
+DEFAULT_TILE = 256
+#: Default overlap between neighbouring tiles, in pixels.
+DEFAULT_OVERLAP = 16
+#: Pixel range in 8-bit images; the int8 input/output tensors use exactly this grid.
+PIXEL_MAX = 255.0
+
+TASKS = ("denoise", "deblur", "both")
+
+
+class ContractError(ValueError):
+    """A model's contract is missing, malformed or inconsistent."""
+
+
+def io_quantization(dtype: str = "int8") -> tuple[float, int]:
+    """Scale and zero point that put 8-bit pixel values exactly on the quantized grid.
+
+    The model's input and output are pinned to this grid during QAT, so an int8 model reads and
+    writes 8-bit pixels with no extra rounding. Runtimes must still read the parameters from the
+    model; this function is what the exporter pins them to.
+    """
+    if dtype == "int8":
+        return 1.0 / PIXEL_MAX, -128
+    if dtype == "uint8":
+        return 1.0 / PIXEL_MAX, 0
+    raise ContractError(f"unsupported quantized I/O dtype {dtype!r} (use int8 or uint8)")
+
+
+@dataclass(frozen=True)
+class ModelContract:
+    """What a model promises its runtime. Stored as JSON inside every exported file."""
+
+    task: str = "denoise"
+    channels: int = 3
+    tile_size: int = DEFAULT_TILE
+    size_multiple: int = 8
+    overlap: int = DEFAULT_OVERLAP
+    value_range: tuple[float, float] = VALUE_RANGE
+    channel_order: str = CHANNEL_ORDER
+    layout: str = TFLITE_LAYOUT
+    residual: bool = True
+    quantization: str = "float"  # float | fp16 | int8-qat | int8-ptq
+    preset: str = ""
+    model_name: str = ""
+    recipe: dict[str, Any] = field(default_factory=dict)
+    version: int = CONTRACT_VERSION
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ContractError if any field is out of its allowed set."""
+        if self.task not in TASKS:
+            raise ContractError(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.channels not in (1, 3):
+            raise ContractError(f"channels must be 1 or 3, got {self.channels}")
+        if self.size_multiple < 1 or self.tile_size < 1 or self.tile_size % self.size_multiple:
+            raise ContractError(
+                f"tile_size {self.tile_size} must be a positive multiple of size_multiple {self.size_multiple}"
+            )
+        if not 0 <= self.overlap < self.tile_size // 2:
+            raise ContractError(f"overlap {self.overlap} must be in [0, tile_size/2)")
+        if self.layout not in (TORCH_LAYOUT, TFLITE_LAYOUT):
+            raise ContractError(f"layout must be NCHW or NHWC, got {self.layout!r}")
+        if tuple(self.value_range) != VALUE_RANGE:
+            raise ContractError(f"value_range must be {VALUE_RANGE}, got {self.value_range}")
+        if self.version > CONTRACT_VERSION:
+            raise ContractError(f"contract version {self.version} is newer than this runtime ({CONTRACT_VERSION})")
+
+    def to_json(self) -> str:
+        """Serialise to compact, key-sorted JSON."""
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+
+    def replace(self, **changes: Any) -> "ModelContract":
+        """A copy with some fields changed (validated again)."""
+        return ModelContract(**{**asdict(self), **changes})
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "ModelContract":
+        """Parse and validate a contract; unknown keys are ignored so newer writers stay readable."""
+        try:
+            data = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ContractError(f"model contract is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ContractError("model contract must be a JSON object")
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        if "value_range" in kwargs:
+            kwargs["value_range"] = tuple(kwargs["value_range"])
+        try:
+            return cls(**kwargs)
+        except TypeError as exc:
+            raise ContractError(f"model contract has a field of the wrong type: {exc}") from None

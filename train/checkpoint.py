@@ -1,0 +1,64 @@
+"""Checkpoints that carry their own model arguments, so any loader can rebuild the network.
+
+Files are written atomically (temp file + rename) and read with `weights_only=True`: a checkpoint
+with a pickled payload is refused, never retried unsafely.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .model import Restorer, RestorerConfig
+from .quant import set_quant_mode
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, unsafe or not an edge-restore checkpoint."""
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+    """Atomically write `payload` (tensors, dicts, lists and scalars only) to `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint safely; raises CheckpointError for anything but plain tensors and data."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling errors have many types; all mean "refused"
+        raise CheckpointError(f"refusing to load {path}: not a plain weights-only checkpoint ({type(exc).__name__})") from None
+    if not isinstance(ckpt, dict) or "model_config" not in ckpt or "model" not in ckpt:
+        raise CheckpointError(f"{path} is not an edge-restore checkpoint (no model_config/model)")
+    return ckpt
+
+
+def load_restorer(path: str | Path, use_ema: bool = True) -> tuple[Restorer, dict[str, Any]]:
+    """Rebuild the model stored in a checkpoint (EMA weights by default), in eval mode.
+
+    A QAT checkpoint comes back with its frozen quantization points switched on.
+    """
+    ckpt = load_checkpoint(path)
+    model = Restorer(RestorerConfig.from_dict(ckpt["model_config"]))
+    state = ckpt["ema"] if use_ema and ckpt.get("ema") is not None else ckpt["model"]
+    model.load_state_dict(state)
+    set_quant_mode(model, "quant" if ckpt.get("qat") else "off")
+    return model.eval(), ckpt

@@ -1,0 +1,129 @@
+"""Fake quantization that follows TFLite's int8 specification, as plain torch modules.
+
+Why not torch.ao eager QAT: its fused observer/fake-quant op does not export to ONNX. The core
+ops `torch.fake_quantize_per_tensor_affine` / `_per_channel_affine` do, as clean
+QuantizeLinear/DequantizeLinear pairs, so the model carries explicit quantization points:
+
+* `ActQuant` sits on every tensor TFLite materialises in int8 (conv outputs after their fused
+  ReLU, hard-swish outputs, adds, the SE gate, the network input and output). It is per-tensor
+  asymmetric int8 in [-128, 127]. It observes ranges (EMA of min/max), then freezes them; the
+  frozen scale and zero point are buffers, so they are part of every checkpoint.
+* `QConv2d` fake-quantizes its weight per output channel, symmetric, zero point 0, range
+  [-127, 127] (TFLite's narrow-range weights). Bias stays float: TFLite derives its int32 scale.
+
+Modes: "off" (float identity), "observe" (update ranges, pass through), "quant" (fake-quant with
+frozen ranges). Ops TFLite treats as same-scale (nearest resize) get no quantization point.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+QMIN, QMAX = -128, 127
+WEIGHT_QMAX = 127
+MODES = ("off", "observe", "quant")
+
+
+def affine_from_range(lo: float, hi: float) -> tuple[float, int]:
+    """TFLite-style asymmetric int8 scale/zero-point covering [lo, hi] (always including 0)."""
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    scale = max((hi - lo) / (QMAX - QMIN), 1e-8)
+    zero_point = int(round(QMIN - lo / scale))
+    return scale, max(QMIN, min(QMAX, zero_point))
+
+
+class ActQuant(nn.Module):
+    """Observer + per-tensor int8 fake quantization for one activation tensor.
+
+    `fixed=(scale, zero_point)` pins the parameters (network I/O on the 8-bit pixel grid, the
+    hard-sigmoid gate), as TFLite does for ops with a fixed output range.
+    """
+
+    def __init__(self, fixed: tuple[float, int] | None = None, momentum: float = 0.05) -> None:
+        super().__init__()
+        self.mode = "off"
+        self.momentum = momentum
+        self.is_fixed = fixed is not None
+        scale, zp = fixed if fixed is not None else (1.0, 0)
+        self.register_buffer("scale", torch.tensor(float(scale)))
+        self.register_buffer("zero_point", torch.tensor(int(zp), dtype=torch.int32))
+        self.register_buffer("lo", torch.tensor(float("inf")))
+        self.register_buffer("hi", torch.tensor(float("-inf")))
+
+    def observe(self, x: torch.Tensor) -> None:
+        lo, hi = x.detach().amin(), x.detach().amax()
+        if not torch.isfinite(self.lo):
+            self.lo.copy_(lo)
+            self.hi.copy_(hi)
+        else:
+            self.lo.lerp_(lo, self.momentum)
+            self.hi.lerp_(hi, self.momentum)
+
+    def freeze(self) -> None:
+        """Turn the observed range into the frozen scale and zero point."""
+        if self.is_fixed:
+            return
+        if not torch.isfinite(self.lo):
+            raise RuntimeError("ActQuant.freeze() before any observation: run calibration first")
+        scale, zp = affine_from_range(float(self.lo), float(self.hi))
+        self.scale.fill_(scale)
+        self.zero_point.fill_(zp)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "off":
+            return x
+        if self.mode == "observe":
+            self.observe(x)
+            return x
+        return torch.fake_quantize_per_tensor_affine(x, self.scale, self.zero_point, QMIN, QMAX)
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode}, scale={float(self.scale):.3g}, zero_point={int(self.zero_point)}"
+
+
+def weight_scale(weight: torch.Tensor) -> torch.Tensor:
+    """Per-output-channel symmetric scale: max |w| maps to 127."""
+    return weight.detach().abs().amax(dim=tuple(range(1, weight.dim()))).clamp(min=1e-8) / WEIGHT_QMAX
+
+
+def fake_quantize_weight(weight: torch.Tensor) -> torch.Tensor:
+    """Per-channel symmetric int8 fake quantization (straight-through gradient)."""
+    scale = weight_scale(weight).float()
+    zero = torch.zeros_like(scale, dtype=torch.int32)
+    return torch.fake_quantize_per_channel_affine(weight, scale, zero, 0, -WEIGHT_QMAX, WEIGHT_QMAX)
+
+
+class QConv2d(nn.Conv2d):
+    """Conv2d whose weight is fake-quantized per output channel when its mode is not "off"."""
+
+    mode = "off"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = fake_quantize_weight(self.weight) if self.mode == "quant" else self.weight
+        return F.conv2d(x, weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+def set_quant_mode(model: nn.Module, mode: str) -> None:
+    """Switch every quantization point of `model` to "off", "observe" or "quant"."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    for m in model.modules():
+        if isinstance(m, (ActQuant, QConv2d)):
+            m.mode = mode
+
+
+def freeze_ranges(model: nn.Module) -> None:
+    """Freeze every observed activation range into its scale/zero point."""
+    for m in model.modules():
+        if isinstance(m, ActQuant):
+            m.freeze()
+
+
+def quant_mode(model: nn.Module) -> str:
+    """The mode of the model's quantization points ("off" if it has none)."""
+    for m in model.modules():
+        if isinstance(m, ActQuant):
+            return m.mode
+    return "off"
