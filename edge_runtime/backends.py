@@ -1,0 +1,348 @@
+"""Inference backends behind one small interface.
+
+A backend runs one fixed-size tile:
+
+    backend.run(tile)   # (1, T, T, C) float32 NHWC in [0, 1]  ->  (1, T, T, C) float32 in [0, 1]
+
+with `backend.tile_size` (T), `backend.channels` (C) and `backend.contract`. The returned array is a
+buffer the backend reuses on the next call: copy it if you keep it.
+
+Backends: TFLite on the CPU (XNNPACK, `threads`), TFLite with the Coral Edge TPU delegate, and
+ONNX Runtime for .onnx files. The TFLite interpreter is chosen in exactly one place,
+`tflite_interpreter_module()`; onnxruntime is imported only when an .onnx model is loaded.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import platform
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from .contract import METADATA_KEY, ContractError, ModelContract
+from .errors import DeviceError, ModelError
+from .tflite_metadata import TFLITE_IDENTIFIER, FlatbufferError, read_contract
+
+log = logging.getLogger("edge_runtime")
+
+INSTALL_HINT = 'pip install "edge-restore[edge]"'
+DEVICES = ("cpu", "edgetpu")
+_EDGETPU_OP = b"edgetpu-custom-op"
+_SUPPORTED_DTYPES = (np.float32, np.int8, np.uint8)
+
+
+def edgetpu_library() -> str:
+    """File name of the Edge TPU delegate library on this platform."""
+    return {"Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}.get(platform.system(), "libedgetpu.so.1")
+
+
+def tflite_interpreter_module() -> SimpleNamespace:
+    """The one place a TFLite interpreter is chosen: `.Interpreter`, `.load_delegate`, `.name`.
+
+    Preference: ai_edge_litert (LiteRT), then tflite_runtime, then full TensorFlow (lazily, as a
+    last resort on a desktop). Raises ModelError naming the pip extra if none is installed.
+    """
+    try:
+        from ai_edge_litert import interpreter as mod  # type: ignore[import-not-found]
+
+        return SimpleNamespace(Interpreter=mod.Interpreter, load_delegate=mod.load_delegate, name="ai_edge_litert")
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime import interpreter as mod  # type: ignore[import-not-found]
+
+        return SimpleNamespace(Interpreter=mod.Interpreter, load_delegate=mod.load_delegate, name="tflite_runtime")
+    except ImportError:
+        pass
+    try:
+        import tensorflow as tf  # type: ignore[import-not-found]  # heavy, desktop fallback only
+
+        return SimpleNamespace(
+            Interpreter=tf.lite.Interpreter, load_delegate=tf.lite.experimental.load_delegate, name="tensorflow"
+        )
+    except ImportError:
+        pass
+    raise ModelError(f"no TFLite interpreter installed; install one with: {INSTALL_HINT}")
+
+
+def model_kind(path: Path, head: bytes) -> str:
+    """'tflite' or 'onnx' from the file's identifier and extension, else ModelError."""
+    if len(head) >= 8 and head[4:8] == TFLITE_IDENTIFIER:
+        return "tflite"
+    if path.suffix.lower() == ".onnx":
+        return "onnx"
+    if path.suffix.lower() == ".tflite":
+        raise ModelError(f"{path} is not a TFLite model (missing 'TFL3' file identifier)")
+    raise ModelError(f"{path} is not a TFLite (.tflite) or ONNX (.onnx) model")
+
+
+class Backend:
+    """Common interface; see the module docstring."""
+
+    kind = "?"
+    #: True when run() also accepts other H/W (dynamic ONNX); tiles are still the default.
+    dynamic = False
+
+    def __init__(self, path: Path, contract: ModelContract) -> None:
+        self.path = path
+        self.contract = contract
+        self.tile_size = contract.tile_size
+        self.channels = contract.channels
+        self.io_dtype: np.dtype = np.dtype(np.float32)
+
+    def run(self, tile: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        c = self.contract
+        return (
+            f"{self.path.name}: {self.kind}, task={c.task}, tile={c.tile_size}, overlap={c.overlap}, "
+            f"io={self.io_dtype.name}, quantization={c.quantization}"
+        )
+
+
+def _check_dtype(path: Path, what: str, dtype: Any) -> np.dtype:
+    dt = np.dtype(dtype)
+    if dt not in [np.dtype(d) for d in _SUPPORTED_DTYPES]:
+        raise ModelError(f"{path.name}: {what} dtype {dt.name} is not supported (float32, int8 or uint8)")
+    return dt
+
+
+class TFLiteBackend(Backend):
+    kind = "tflite"
+
+    def __init__(
+        self,
+        path: Path,
+        data: bytes,
+        contract: ModelContract,
+        threads: int | None = None,
+        delegate: Any = None,
+    ) -> None:
+        super().__init__(path, contract)
+        mod = tflite_interpreter_module()
+        self.threads = int(threads) if threads else (os.cpu_count() or 1)
+        self.device = "edgetpu" if delegate is not None else "cpu"
+        self.kind = "tflite-edgetpu" if delegate is not None else "tflite"
+        delegates = [delegate] if delegate is not None else None
+        try:
+            self.interpreter = mod.Interpreter(
+                model_content=data, num_threads=self.threads, experimental_delegates=delegates
+            )
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"{path.name}: the TFLite interpreter rejected the model ({_first_line(exc)})") from None
+
+        inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelError(f"{path.name}: expected 1 input and 1 output tensor, got {len(inputs)} and {len(outputs)}")
+        inp, out = inputs[0], outputs[0]
+        want = [1, contract.tile_size, contract.tile_size, contract.channels]
+        for what, det in (("input", inp), ("output", out)):
+            shape = [int(s) for s in det["shape"]]
+            if shape != want:
+                raise ModelError(
+                    f"{path.name}: {what} shape {shape} does not match the contract "
+                    f"(tile_size {contract.tile_size}, channels {contract.channels}: expected {want} NHWC)"
+                )
+        self.io_dtype = _check_dtype(path, "input", inp["dtype"])
+        self.out_dtype = _check_dtype(path, "output", out["dtype"])
+        # Quantization parameters are always read from the model, never assumed.
+        self.in_scale, self.in_zero = (float(inp["quantization"][0]), int(inp["quantization"][1]))
+        self.out_scale, self.out_zero = (float(out["quantization"][0]), int(out["quantization"][1]))
+        for what, dt, scale in (("input", self.io_dtype, self.in_scale), ("output", self.out_dtype, self.out_scale)):
+            if dt.kind in "iu" and not scale > 0:
+                raise ModelError(f"{path.name}: quantized {what} tensor has no scale")
+        self._in_index, self._out_index = inp["index"], out["index"]
+        shape = tuple(want)
+        self._in_buf = np.zeros(shape, self.io_dtype)
+        self._tmp = np.zeros(shape, np.float32)
+        self._out_buf = np.zeros(shape, np.float32)
+
+    def run(self, tile: np.ndarray) -> np.ndarray:
+        if self.io_dtype.kind == "f":
+            self._in_buf[...] = tile
+        else:
+            quantize(tile, self.in_scale, self.in_zero, self._in_buf, self._tmp)
+        self.interpreter.set_tensor(self._in_index, self._in_buf)
+        self.interpreter.invoke()
+        result = self.interpreter.get_tensor(self._out_index)
+        if self.out_dtype.kind == "f":
+            np.clip(result, 0.0, 1.0, out=self._out_buf)
+        else:
+            dequantize(result, self.out_scale, self.out_zero, self._out_buf)
+        return self._out_buf
+
+
+def quantize(x: np.ndarray, scale: float, zero_point: int, out: np.ndarray, tmp: np.ndarray | None = None) -> np.ndarray:
+    """out = clip(round(x / scale + zero_point)) in out's integer dtype (round half to even, no bare cast)."""
+    tmp = np.empty(out.shape, np.float32) if tmp is None else tmp
+    info = np.iinfo(out.dtype)
+    np.divide(x, scale, out=tmp)
+    tmp += zero_point
+    np.rint(tmp, out=tmp)
+    np.clip(tmp, info.min, info.max, out=tmp)
+    out[...] = tmp
+    return out
+
+
+def dequantize(q: np.ndarray, scale: float, zero_point: int, out: np.ndarray) -> np.ndarray:
+    """out = clip((q - zero_point) * scale, 0, 1) as float32."""
+    np.subtract(q, zero_point, out=out, dtype=np.float32)
+    out *= scale
+    np.clip(out, 0.0, 1.0, out=out)
+    return out
+
+
+class OnnxBackend(Backend):
+    kind = "onnx"
+
+    def __init__(self, path: Path, data: bytes, threads: int | None = None) -> None:
+        try:
+            import onnxruntime as ort  # type: ignore[import-not-found]  # optional, lazily
+        except ImportError:
+            raise ModelError(f"{path.name} is an ONNX model but onnxruntime is not installed (pip install onnxruntime)") from None
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(threads) if threads else (os.cpu_count() or 1)
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ModelError(f"{path.name} is not a loadable ONNX model ({_first_line(exc)})") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if METADATA_KEY not in meta:
+            raise ModelError(f"{path.name} carries no '{METADATA_KEY}' metadata; export it with `python -m export`")
+        try:
+            contract = ModelContract.from_json(meta[METADATA_KEY])
+        except ContractError as exc:
+            raise ModelError(f"{path.name}: {exc}") from None
+        super().__init__(path, contract)
+        self.threads = options.intra_op_num_threads
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelError(f"{path.name}: expected 1 input and 1 output, got {len(inputs)} and {len(outputs)}")
+        inp = inputs[0]
+        if inp.type != "tensor(float)":
+            raise ModelError(f"{path.name}: ONNX input type {inp.type} is not supported (float32 NCHW expected)")
+        shape = list(inp.shape)
+        t, c = contract.tile_size, contract.channels
+        if len(shape) != 4 or shape[1] != c or shape[0] not in (1, None) and not isinstance(shape[0], str):
+            raise ModelError(f"{path.name}: ONNX input shape {shape} is not [1, {c}, H, W] (NCHW)")
+        static = [isinstance(s, int) for s in shape[2:]]
+        if all(static):
+            if shape[2:] != [t, t]:
+                raise ModelError(f"{path.name}: ONNX input shape {shape} does not match the contract tile_size {t}")
+        elif any(static):
+            raise ModelError(f"{path.name}: ONNX input shape {shape} mixes static and dynamic sides")
+        else:
+            self.dynamic = True
+        self._in_name = inp.name
+        self._in_buf = np.zeros((1, c, t, t), np.float32)
+        self._out_buf = np.zeros((1, t, t, c), np.float32)
+
+    def run(self, tile: np.ndarray) -> np.ndarray:
+        if tile.shape == self._out_buf.shape:
+            nchw, out = self._in_buf, self._out_buf
+            nchw[...] = tile.transpose(0, 3, 1, 2)
+        elif self.dynamic:  # any-size input for dynamic models (whole-image inference)
+            nchw, out = np.ascontiguousarray(tile.transpose(0, 3, 1, 2), np.float32), None
+        else:
+            raise ValueError(f"tile shape {tile.shape} != {self._out_buf.shape}")
+        (result,) = self.session.run(None, {self._in_name: nchw})
+        result = result.transpose(0, 2, 3, 1)
+        if out is None:
+            return np.clip(result, 0.0, 1.0)
+        np.clip(result, 0.0, 1.0, out=out)
+        return out
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def read_model_bytes(path: str | os.PathLike) -> tuple[Path, bytes]:
+    p = Path(path)
+    if not p.exists():
+        raise ModelError(f"model not found: {p}")
+    if not p.is_file():
+        raise ModelError(f"model is not a file: {p}")
+    try:
+        return p, p.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"cannot read model {p}: {exc.strerror or exc}") from None
+
+
+def tflite_contract(path: Path, data: bytes) -> ModelContract:
+    """The contract of a TFLite file, as ModelError on any problem."""
+    try:
+        return read_contract(data)
+    except (FlatbufferError, ContractError) as exc:
+        raise ModelError(f"{path.name}: {exc}") from None
+
+
+def open_backend(
+    path: str | os.PathLike,
+    threads: int | None = None,
+    device: str = "cpu",
+    cpu_fallback: bool = False,
+) -> Backend:
+    """Validate the model file and open the right backend for it.
+
+    Checks, in order: the file exists; it is TFLite ('TFL3') or ONNX; it carries the contract; the
+    input/output are [1, T, T, C] (NCHW for ONNX) matching the contract; the I/O dtype is float32,
+    int8 or uint8. Every failure is a ModelError (DeviceError for a missing Edge TPU) with one line.
+    """
+    if device not in DEVICES:
+        raise ModelError(f"unknown device {device!r} (choose from {', '.join(DEVICES)})")
+    p, data = read_model_bytes(path)
+    kind = model_kind(p, data[:8])
+    if kind == "onnx":
+        if device == "edgetpu":
+            if not cpu_fallback:
+                raise DeviceError(f"{p.name}: the Edge TPU runs only compiled .tflite models (pass --cpu-fallback to use the CPU)")
+            log.warning("the Edge TPU runs only .tflite models; running %s on the CPU", p.name)
+        return OnnxBackend(p, data, threads=threads)
+    contract = tflite_contract(p, data)
+    delegate = None
+    if device == "edgetpu":
+        delegate = load_edgetpu_delegate(cpu_fallback)
+        if delegate is not None and _EDGETPU_OP not in data:
+            log.warning("%s was not compiled with edgetpu_compiler: the Edge TPU will run none of it", p.name)
+    if delegate is None and _EDGETPU_OP in data:
+        sibling = p.with_name(p.name.replace("_edgetpu", ""))
+        if cpu_fallback and sibling != p and sibling.is_file():
+            log.warning("%s needs the Edge TPU; running %s on the CPU instead", p.name, sibling.name)
+            p, data = read_model_bytes(sibling)
+            contract = tflite_contract(p, data)
+        else:
+            raise ModelError(
+                f"{p.name} is compiled for the Edge TPU (edgetpu-custom-op) and cannot run on the CPU; "
+                "use --device edgetpu or the model without the _edgetpu suffix"
+            )
+    return TFLiteBackend(p, data, contract, threads=threads, delegate=delegate)
+
+
+def load_edgetpu_delegate(cpu_fallback: bool = False) -> Any:
+    """The Coral Edge TPU delegate; DeviceError if it cannot load, or None (with a warning) on cpu_fallback."""
+    mod = tflite_interpreter_module()
+    lib = edgetpu_library()
+    try:
+        # Probe the shared library first: a failed load_delegate() leaves a half-built Delegate whose
+        # __del__ prints a traceback in some interpreter versions.
+        ctypes.CDLL(lib)
+        return mod.load_delegate(lib)
+    except (ValueError, OSError, RuntimeError) as exc:
+        reason = _first_line(exc).replace(f"{lib}: ", "")
+        if not cpu_fallback:
+            raise DeviceError(
+                f"Edge TPU unavailable: cannot load delegate {lib} ({reason}); install the Edge TPU runtime and "
+                "plug in the device, or pass --cpu-fallback to run on the CPU"
+            ) from None
+        log.warning("Edge TPU unavailable (%s: %s); falling back to the CPU as --cpu-fallback asks", lib, reason)
+        return None

@@ -1,0 +1,54 @@
+"""Typed runtime errors, each with a one-line message and the CLI exit code it maps to.
+
+Exit codes follow BSD sysexits where one fits: 65 EX_DATAERR (bad input image), 66 EX_NOINPUT
+(missing input), 73 EX_CANTCREAT (cannot write output), 78 EX_CONFIG (bad model / device).
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_USAGE = 1
+EXIT_PARTIAL = 2
+EXIT_BAD_IMAGE = 65
+EXIT_NO_INPUT = 66
+EXIT_CANT_WRITE = 73
+EXIT_BAD_MODEL = 78
+
+
+class EdgeRestoreError(Exception):
+    """Base class: `str(exc)` is a single line fit for `edge-restore: error: ...`."""
+
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))
+
+
+class UsageError(EdgeRestoreError):
+    exit_code = EXIT_USAGE
+
+
+class ModelError(EdgeRestoreError):
+    """The model file is missing, not TFLite/ONNX, has no contract, or has the wrong shape/dtype."""
+
+    exit_code = EXIT_BAD_MODEL
+
+
+class DeviceError(ModelError):
+    """The requested accelerator (Edge TPU delegate or device) is not available."""
+
+
+class InputImageError(EdgeRestoreError):
+    """The input image is unreadable, truncated, unsupported or too large (decompression bomb)."""
+
+    exit_code = EXIT_BAD_IMAGE
+
+
+class MissingInputError(EdgeRestoreError):
+    exit_code = EXIT_NO_INPUT
+
+
+class OutputWriteError(EdgeRestoreError):
+    """The output cannot be written (exists without --overwrite, would overwrite an input, I/O error)."""
+
+    exit_code = EXIT_CANT_WRITE

@@ -1,0 +1,248 @@
+"""Run an image of any size through a fixed-tile model, seamlessly and with bounded memory.
+
+Layout. Along each axis of length n, tiles of side T start at -b, -b + S, -b + 2S, ... with step
+S = T - O (O = overlap) until the image plus a border b = O // 2 is covered. Pixels outside the
+image are read by *reflection* (`reflect_indices`, the same values np.pad(mode="reflect") gives,
+repeated for pads longer than the image, and 'edge' for a 1-pixel axis), so edge pixels see
+natural-looking context, and images smaller than a tile (1x1, 7x5, ...) just work.
+
+Blending. Each tile's output is weighted by a separable window: 1 in its interior and on sides that
+touch the image border; over an overlap with a neighbour it is 0 on the outer g = O // 4 pixels
+(where the model's own zero padding corrupts its output) and then a raised-cosine ramp (sin^2)
+up to 1. The ramps of two neighbours add up to exactly 1, and the result is still divided by the
+accumulated weights, so there are no seams. As long as the model's receptive-field radius is at
+most g (and at most b at the image border), tiled output equals whole-image inference.
+
+Memory. Tile rows are processed top to bottom; only a band of T rows of float accumulators
+(T x W x C) is kept, and rows no later tile can touch are converted and written out at once. The
+input and output tiles, the band and the windows are allocated once and reused for every tile
+(and for every frame, see `Tiler`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+#: A tile function: (1, T, T, C) float32 NHWC in [0, 1] -> same shape float32 in [0, 1].
+RunTile = Callable[[np.ndarray], np.ndarray]
+#: A row sink: (first image row, rows as an array of the output dtype, shape (k, W, C)).
+RowSink = Callable[[int, np.ndarray], None]
+
+
+def reflect_indices(start: int, stop: int, n: int) -> np.ndarray:
+    """Indices into an axis of length n for positions start..stop-1, mirrored at both ends.
+
+    Equals np.pad(..., mode="reflect") indexing (edge pixel not repeated), applied as many times as
+    needed for pads longer than the axis; for n == 1 every position maps to 0 (mode "edge").
+    """
+    pos = np.arange(start, stop, dtype=np.intp)
+    if n <= 1:
+        return np.zeros_like(pos)
+    period = 2 * (n - 1)
+    m = np.mod(pos, period)
+    return np.where(m < n, m, period - m)
+
+
+def tile_starts(n: int, tile: int, overlap: int) -> list[int]:
+    """Start positions (may be negative) of the tiles covering an axis of length n plus its border."""
+    border = overlap // 2
+    step = tile - overlap
+    span = n + 2 * border
+    count = 1 if span <= tile else math.ceil((span - tile) / step) + 1
+    return [-border + i * step for i in range(count)]
+
+
+def blend_ramp(overlap: int) -> np.ndarray:
+    """Rising weights over an overlap of O pixels: 0 on the outer O // 4, then sin^2 up to 1.
+
+    ramp[i] + ramp[O - 1 - i] == 1 for every i, so two neighbours' weights sum to 1.
+    """
+    guard = overlap // 4
+    mid = overlap - 2 * guard
+    ramp = np.zeros(overlap, np.float64)
+    ramp[overlap - guard :] = 1.0
+    if mid:
+        t = (np.arange(mid) + 0.5) / mid
+        ramp[guard : guard + mid] = np.sin(0.5 * np.pi * t) ** 2
+    return ramp.astype(np.float32)
+
+
+def axis_window(tile: int, overlap: int, first: bool, last: bool) -> np.ndarray:
+    """1-D window of one tile: ramps only on sides that overlap a neighbouring tile."""
+    w = np.ones(tile, np.float32)
+    if overlap:
+        ramp = blend_ramp(overlap)
+        if not first:
+            w[:overlap] = ramp
+        if not last:
+            w[tile - overlap :] = ramp[::-1]
+    return w
+
+
+def _max_value(dtype: np.dtype) -> float:
+    if dtype == np.uint8:
+        return 255.0
+    if dtype == np.uint16:
+        return 65535.0
+    if dtype.kind == "f":
+        return 1.0
+    raise TypeError(f"unsupported image dtype {dtype} (use uint8, uint16 or float in [0, 1])")
+
+
+class Tiler:
+    """Precomputed tiling of a fixed image size; `run()` it on any number of same-sized images.
+
+    `image_channels` may differ from `model_channels`: a 1-channel image through a 3-channel model
+    is run with the gray value replicated to 3 channels and the output averaged back to 1 channel;
+    a 3-channel image through a 1-channel model runs each channel on its own.
+    """
+
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        tile: int,
+        overlap: int,
+        image_channels: int = 3,
+        model_channels: int = 3,
+    ) -> None:
+        if height < 1 or width < 1:
+            raise ValueError(f"image must be at least 1x1, got {height}x{width}")
+        if not 0 <= overlap < tile / 2:
+            raise ValueError(f"overlap {overlap} must be in [0, tile_size/2) for tile {tile}")
+        if image_channels != model_channels and (image_channels, model_channels) not in ((1, 3), (3, 1)):
+            raise ValueError(f"cannot run a {image_channels}-channel image through a {model_channels}-channel model")
+        self.height, self.width, self.tile, self.overlap = height, width, tile, overlap
+        self.image_channels, self.model_channels = image_channels, model_channels
+        self.ys = tile_starts(height, tile, overlap)
+        self.xs = tile_starts(width, tile, overlap)
+        self.col_index = [reflect_indices(x, x + tile, width) for x in self.xs]
+        self.wy = [axis_window(tile, overlap, i == 0, i == len(self.ys) - 1) for i in range(len(self.ys))]
+        self.wx = [axis_window(tile, overlap, i == 0, i == len(self.xs) - 1) for i in range(len(self.xs))]
+        t, w, c = tile, width, image_channels
+        self._acc = np.zeros((t, w, c), np.float32)
+        self._wacc = np.zeros((t, w), np.float32)
+        self._tile_in = np.zeros((1, t, t, model_channels), np.float32)
+        self._tile_f = np.zeros((t, t, c), np.float32)
+        self._res = np.zeros((t, t, c), np.float32)
+        self._weights = np.zeros((t, t), np.float32)
+        self._band_in: np.ndarray | None = None
+        self._raw: np.ndarray | None = None
+
+    @property
+    def tiles(self) -> int:
+        return len(self.ys) * len(self.xs)
+
+    def _run_tile(self, run: RunTile) -> np.ndarray:
+        """Run self._tile_f (T, T, Ci) through the model; result in self._res (T, T, Ci)."""
+        ci, cm = self.image_channels, self.model_channels
+        if ci == cm:
+            self._tile_in[0] = self._tile_f
+            self._res[...] = run(self._tile_in)[0]
+        elif ci == 1:  # gray through a colour model: replicate, then average back
+            self._tile_in[0] = self._tile_f
+            np.mean(run(self._tile_in)[0], axis=-1, keepdims=True, out=self._res)
+        else:  # colour through a gray model: channel by channel
+            for ch in range(ci):
+                self._tile_in[0, ..., 0] = self._tile_f[..., ch]
+                self._res[..., ch] = run(self._tile_in)[0, ..., 0]
+        return self._res
+
+    def run(
+        self,
+        image: np.ndarray,
+        run: RunTile,
+        out: np.ndarray | None = None,
+        sink: RowSink | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray | None:
+        """Restore `image` (H, W, C) of dtype uint8, uint16 or float in [0, 1].
+
+        Finished rows go to `sink(row, rows)` if given, else into `out` (allocated with the image's
+        shape and dtype when None), which is returned. Integer outputs are rounded and clipped;
+        float outputs are clipped to [0, 1].
+        """
+        if image.ndim != 3 or image.shape != (self.height, self.width, self.image_channels):
+            raise ValueError(f"image shape {image.shape} != tiler shape {(self.height, self.width, self.image_channels)}")
+        in_scale = 1.0 / _max_value(image.dtype)
+        out_dtype = image.dtype if out is None else out.dtype
+        out_max = _max_value(np.dtype(out_dtype))
+        if sink is None:
+            if out is None:
+                out = np.empty(image.shape, image.dtype)
+            elif out.shape != image.shape:
+                raise ValueError(f"out shape {out.shape} != image shape {image.shape}")
+            target = out
+
+            def sink(row: int, rows: np.ndarray) -> None:
+                target[row : row + rows.shape[0]] = rows
+
+        t, step, h = self.tile, self.tile - self.overlap, self.height
+        if self._band_in is None or self._band_in.dtype != image.dtype:
+            self._band_in = np.empty((t, self.width, self.image_channels), image.dtype)
+            self._raw = np.empty((t, t, self.image_channels), image.dtype)
+        band_in, raw = self._band_in, self._raw
+        acc, wacc, weights, res = self._acc, self._wacc, self._weights, self._res
+        acc.fill(0.0)
+        wacc.fill(0.0)
+        done, total = 0, self.tiles
+        for r, y0 in enumerate(self.ys):
+            np.take(image, reflect_indices(y0, y0 + t, h), axis=0, out=band_in)
+            wy = self.wy[r]
+            for c, x0 in enumerate(self.xs):
+                np.take(band_in, self.col_index[c], axis=1, out=raw)
+                np.multiply(raw, in_scale, out=self._tile_f, casting="unsafe")
+                if image.dtype.kind == "f":
+                    np.clip(self._tile_f, 0.0, 1.0, out=self._tile_f)
+                result = self._run_tile(run)
+                j0, j1 = max(0, -x0), min(t, self.width - x0)
+                np.multiply(wy[:, None], self.wx[c][None, :], out=weights)
+                wpart = weights[:, j0:j1]
+                acc[:, x0 + j0 : x0 + j1] += result[:, j0:j1] * wpart[..., None]
+                wacc[:, x0 + j0 : x0 + j1] += wpart
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+            # Band rows [y0, y0 + step) are final (the last tile row finishes all of its rows).
+            last = r == len(self.ys) - 1
+            finished = t if last else step
+            lo, hi = max(0, y0), min(h, y0 + finished)
+            if hi > lo:
+                a, b = lo - y0, hi - y0
+                rows = acc[a:b] / np.maximum(wacc[a:b], 1e-12)[..., None]
+                sink(lo, _to_dtype(rows, np.dtype(out_dtype), out_max))
+            if not last:
+                keep = t - step
+                acc[:keep] = acc[step:]
+                acc[keep:] = 0.0
+                wacc[:keep] = wacc[step:]
+                wacc[keep:] = 0.0
+        return out
+
+
+def _to_dtype(rows: np.ndarray, dtype: np.dtype, max_value: float) -> np.ndarray:
+    np.clip(rows, 0.0, 1.0, out=rows)
+    if dtype.kind == "f":
+        return rows.astype(dtype, copy=False)
+    rows *= max_value
+    np.rint(rows, out=rows)
+    return rows.astype(dtype)
+
+
+def restore_tiled(
+    image: np.ndarray,
+    run: RunTile,
+    tile: int,
+    overlap: int,
+    model_channels: int = 3,
+    out: np.ndarray | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """One-shot helper: `Tiler(...).run(image, run, out)` for an (H, W, C) image."""
+    tiler = Tiler(image.shape[0], image.shape[1], tile, overlap, image.shape[2], model_channels)
+    result = tiler.run(image, run, out=out, progress=progress)
+    assert result is not None
+    return result
