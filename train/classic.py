@@ -239,7 +239,8 @@ def nlm_opencv(img: np.ndarray, sigma: float, h_factor: float = NLM_OPENCV_H_FAC
     with sigma the *true* noise std on the 0-255 scale. `h_factor` = 0.6
     (:data:`NLM_OPENCV_H_FACTOR`) had the best mean PSNR of the settings tried, at each of sigma
     15, 25 and 50, in a sweep of h in 0.2-1.2 x sigma and hColor in 0.3-1.0 x sigma on 256x256
-    crops of skimage's astronaut, coffee and chelsea (not the evaluation sets; at sigma 25: h = hColor = 0.6 sigma 27.0 dB, 0.8 sigma 26.6, 1.0 sigma 25.7).
+    crops of skimage's astronaut, coffee and chelsea (not the evaluation sets; at sigma 25:
+    h = hColor = 0.6 sigma 27.0 dB, 0.8 sigma 26.6, 1.0 sigma 25.7).
     Colour images are denoised in CIELAB (OpenCV's colour variant, fed BGR); single-channel images
     use `cv2.fastNlMeansDenoising`.
 
