@@ -1,0 +1,539 @@
+"""`edge-restore-eval` / `python -m train.evaluate`: score classic baselines and models on one footing.
+
+Every clean image is degraded once per degradation with a seeded RNG and rounded to 8 bits; every
+method and model restores that identical input; outputs are rounded to 8 bits and scored with PSNR
+and SSIM; time per megapixel is measured. Classic methods get the true noise sigma and the true blur
+kernel (their fairest setting); models get only the degraded image.
+
+Degradation specs (repeat --degradation for several):
+  awgn:SIGMA              additive Gaussian noise, SIGMA on the 0-255 scale (awgn:25)
+  poisson-gauss:SHOT,READ signal-dependent noise, variance SHOT*x + (READ/255)^2 (poisson-gauss:0.01,2)
+  motion:DIR              motion blur with the kernels (.npy or .png) in DIR, one per image in turn,
+                          plus --blur-noise Gaussian noise; motion:levin finds the Levin et al. kernels
+                          in ../shared/datasets/blur_kernels/levin09_npy
+  gauss-blur:SIGMA        Gaussian blur of std SIGMA pixels plus --blur-noise Gaussian noise
+
+Methods (--methods, comma list; default: the ones that fit each degradation):
+  identity      the degraded input itself
+  nlm-opencv, nlm-skimage, wavelet   denoisers (noise-only degradations), given the true sigma
+  wiener, rl    deconvolution (blur degradations), given the true kernel (and sigma for Wiener)
+
+Examples:
+  python -m train.evaluate --clean ../shared/datasets/Set14 --degradation awgn:25 --out reports/awgn25
+  python -m train.evaluate --clean ../shared/datasets/Set14 --degradation motion:levin \\
+      --methods identity,wiener,rl --model runs/deblur/best.pt --out reports/deblur
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import math
+import os
+import platform
+import shlex
+import sys
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edge_runtime.contract import PIXEL_MAX
+from edge_runtime.metrics import psnr
+
+from . import classic
+from .data import list_images, load_image
+from .degradations import add_gaussian_noise, add_poisson_gaussian_noise, blur, gaussian_kernel, quantize_8bit
+
+#: Variance of the rounding error of an 8-bit image, in (0-255 units)^2: uniform on [-1/2, 1/2].
+ROUNDING_VARIANCE = 1.0 / 12.0
+#: Default noise added after blurring: 1% of the range, sigma 2.55 on the 0-255 scale.
+DEFAULT_BLUR_NOISE = 2.55
+#: Kernel folder that `motion:levin` resolves to, relative to the places listed in `_levin_dir`.
+LEVIN_SUBDIR = Path("shared/datasets/blur_kernels/levin09_npy")
+KINDS = ("awgn", "poisson-gauss", "motion", "gauss-blur")
+NOISE_KINDS = ("awgn", "poisson-gauss")
+BLUR_KINDS = ("motion", "gauss-blur")
+
+
+class EvalError(ValueError):
+    """A bad argument, spec, input folder or model: reported as one line and exit status 1."""
+
+
+# --------------------------------------------------------------------------------------------
+# Degradations
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Side:
+    """What a classic method is told about one degraded image: the truth."""
+
+    sigma: float  # noise std on the 0-255 scale, including the 8-bit rounding noise
+    kernel: np.ndarray | None = None
+    kernel_name: str | None = None
+
+
+@dataclass(frozen=True)
+class Degradation:
+    """A parsed --degradation spec."""
+
+    spec: str
+    kind: str
+    sigma: float = 0.0  # awgn sigma, or the noise added after blurring (0-255 scale)
+    shot: float = 0.0
+    read: float = 0.0
+    blur_sigma: float = 0.0
+    kernels: tuple[tuple[str, np.ndarray], ...] = field(default=(), compare=False)
+    kernel_dir: str = ""
+
+    @property
+    def is_blur(self) -> bool:
+        return self.kind in BLUR_KINDS
+
+    def describe(self) -> str:
+        if self.kind == "awgn":
+            return f"additive white Gaussian noise, sigma {self.sigma:g} (0-255 scale)"
+        if self.kind == "poisson-gauss":
+            return (f"Poisson-Gaussian noise, variance {self.shot:g} * x + ({self.read:g}/255)^2; "
+                    "denoisers get the image's RMS noise sigma")
+        noise = f" + Gaussian noise sigma {self.sigma:g}" if self.sigma > 0 else ""
+        if self.kind == "gauss-blur":
+            return f"Gaussian blur, std {self.blur_sigma:g} px{noise}"
+        names = ", ".join(n for n, _ in self.kernels)
+        return f"motion blur, {len(self.kernels)} kernel(s) from `{self.kernel_dir}` ({names}), one per image in turn{noise}"
+
+    def apply(self, clean: np.ndarray, index: int, seed: int) -> tuple[np.ndarray, Side]:
+        """Degrade image number `index` reproducibly (RNG keyed on seed, spec and index); 8-bit result."""
+        rng = np.random.default_rng([seed, zlib.crc32(self.spec.encode()), index])
+        kernel, kname = None, None
+        if self.kind == "awgn":
+            out = add_gaussian_noise(clean, self.sigma, rng)
+            sigma = self.sigma
+        elif self.kind == "poisson-gauss":
+            out = add_poisson_gaussian_noise(clean, self.shot, self.read, rng)
+            var = self.shot * np.clip(clean.astype(np.float64), 0.0, None) + (self.read / PIXEL_MAX) ** 2
+            sigma = float(np.sqrt(var.mean())) * PIXEL_MAX
+        else:
+            kname, kernel = self.kernels[index % len(self.kernels)]
+            out = blur(clean, kernel)
+            if self.sigma > 0:
+                out = add_gaussian_noise(out, self.sigma, rng)
+            sigma = self.sigma
+        given = math.sqrt(sigma * sigma + ROUNDING_VARIANCE)
+        return quantize_8bit(out), Side(sigma=given, kernel=kernel, kernel_name=kname)
+
+
+def _levin_dir() -> Path:
+    repo = Path(__file__).resolve().parents[1]
+    candidates = [Path.cwd() / LEVIN_SUBDIR, Path.cwd().parent / LEVIN_SUBDIR, repo.parent / LEVIN_SUBDIR, repo / LEVIN_SUBDIR]
+    for c in candidates:
+        if c.is_dir():
+            return c
+    raise EvalError("motion:levin: no Levin kernel folder found; looked in " + ", ".join(str(c) for c in candidates)
+                    + " (give the folder instead: motion:DIR)")
+
+
+def load_kernels(folder: str | Path) -> tuple[tuple[str, np.ndarray], ...]:
+    """All .npy / .png blur kernels in `folder` (sorted by name), each normalised to sum 1."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise EvalError(f"kernel folder not found: {root}")
+    kernels = []
+    for p in sorted(root.iterdir()):
+        if p.suffix.lower() == ".npy":
+            k = np.load(p, allow_pickle=False)
+        elif p.suffix.lower() == ".png":
+            from PIL import Image
+
+            with Image.open(p) as im:
+                k = np.asarray(im.convert("F"), dtype=np.float64)
+        else:
+            continue
+        k = np.asarray(k, dtype=np.float64).squeeze()
+        if k.ndim != 2 or not np.all(np.isfinite(k)) or k.min() < 0 or k.sum() <= 0:
+            raise EvalError(f"{p}: not a 2-D non-negative blur kernel (shape {k.shape})")
+        kernels.append((p.stem, (k / k.sum()).astype(np.float32)))
+    if not kernels:
+        raise EvalError(f"no .npy or .png kernels in {root}")
+    return tuple(kernels)
+
+
+def _numbers(text: str, count: int, spec: str) -> list[float]:
+    parts = text.split(",") if text else []
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) != count or not all(math.isfinite(v) and v >= 0 for v in values):
+        want = "one non-negative number" if count == 1 else f"{count} non-negative numbers separated by commas"
+        raise EvalError(f"bad degradation {spec!r}: expected {want} after the colon")
+    return values
+
+
+def parse_degradation(spec: str, blur_noise: float = DEFAULT_BLUR_NOISE) -> Degradation:
+    """Parse one --degradation SPEC (see the module docstring); raises EvalError with the reason."""
+    kind, sep, arg = spec.strip().partition(":")
+    kind = kind.lower()
+    if kind not in KINDS or not sep:
+        raise EvalError(f"bad degradation {spec!r}: expected KIND:ARGS with KIND one of {', '.join(KINDS)} "
+                        "(e.g. awgn:25, poisson-gauss:0.01,2, motion:levin, gauss-blur:1.6)")
+    if kind == "awgn":
+        (sigma,) = _numbers(arg, 1, spec)
+        return Degradation(spec, kind, sigma=sigma)
+    if kind == "poisson-gauss":
+        shot, read = _numbers(arg, 2, spec)
+        return Degradation(spec, kind, shot=shot, read=read)
+    if blur_noise < 0 or not math.isfinite(blur_noise):
+        raise EvalError(f"--blur-noise must be a non-negative number, got {blur_noise}")
+    if kind == "gauss-blur":
+        (bs,) = _numbers(arg, 1, spec)
+        if bs <= 0:
+            raise EvalError(f"bad degradation {spec!r}: the blur sigma must be > 0")
+        return Degradation(spec, kind, sigma=blur_noise, blur_sigma=bs, kernels=((f"gauss{bs:g}", gaussian_kernel(bs)),))
+    if not arg:
+        raise EvalError(f"bad degradation {spec!r}: give a kernel folder (motion:DIR) or motion:levin")
+    folder = _levin_dir() if arg.lower() == "levin" else Path(arg)
+    return Degradation(spec, kind, sigma=blur_noise, kernels=load_kernels(folder), kernel_dir=str(folder))
+
+
+# --------------------------------------------------------------------------------------------
+# Methods and models
+# --------------------------------------------------------------------------------------------
+
+Restore = Callable[[np.ndarray, Side], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    fn: Restore
+    applies_to: tuple[str, ...]  # degradation kinds
+    side_info: str
+    skip_reason: str = ""
+
+
+CLASSIC_METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("identity", lambda img, side: img, KINDS, "none (this is the degraded input)"),
+        Method("nlm-opencv", lambda img, side: classic.nlm_opencv(img, side.sigma), NOISE_KINDS,
+               f"true sigma, h = hColor = {classic.NLM_OPENCV_H_FACTOR} sigma", "a denoiser; this degradation is a blur"),
+        Method("nlm-skimage", lambda img, side: classic.nlm_skimage(img, side.sigma), NOISE_KINDS,
+               f"true sigma, h = {classic.NLM_SKIMAGE_H_FACTOR} sigma, fast mode", "a denoiser; this degradation is a blur"),
+        Method("wavelet", lambda img, side: classic.wavelet_denoise(img, side.sigma), NOISE_KINDS,
+               f"true sigma, BayesShrink, YCbCr, {classic.WAVELET}", "a denoiser; this degradation is a blur"),
+        Method("wiener", lambda img, side: classic.wiener_deconvolve(img, side.kernel, sigma=side.sigma), BLUR_KINDS,
+               "true kernel and true sigma (1/f^2 image prior)", "needs a blur kernel; this degradation has none"),
+        Method("rl", lambda img, side: classic.richardson_lucy(img, side.kernel), BLUR_KINDS,
+               f"true kernel, {classic.RL_ITERATIONS} iterations", "needs a blur kernel; this degradation has none"),
+    )
+}
+DEFAULT_METHODS = {
+    "noise": ("identity", "nlm-opencv", "nlm-skimage", "wavelet"),
+    "blur": ("identity", "wiener", "rl"),
+}
+
+
+def _pad_to_multiple(img: np.ndarray, multiple: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    return np.pad(img, ((0, ph), (0, pw), (0, 0)), mode="reflect") if ph or pw else img
+
+
+def torch_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """Run a .pt checkpoint with torch: reflection-pad to the model's size multiple, restore, crop back.
+
+    A single-channel model restores each channel of a colour image separately.
+    """
+    import torch
+
+    from .checkpoint import load_restorer
+
+    model, _ = load_restorer(path)
+    multiple = model.cfg.size_multiple
+    channels = model.cfg.channels
+
+    def run(img: np.ndarray) -> np.ndarray:
+        h, w, c = img.shape
+        if channels == c:
+            planes = [img]
+        elif channels == 1:
+            planes = [img[..., i : i + 1] for i in range(c)]
+        else:
+            raise EvalError(f"{path.name}: a {channels}-channel model cannot restore a {c}-channel image")
+        outs = []
+        with torch.no_grad():
+            for plane in planes:
+                x = torch.from_numpy(np.ascontiguousarray(_pad_to_multiple(plane, multiple).transpose(2, 0, 1)))[None]
+                outs.append(model(x)[0].numpy().transpose(1, 2, 0)[:h, :w])
+        return np.concatenate(outs, axis=2).astype(np.float32)
+
+    return run
+
+
+def runtime_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """Run a .onnx / .tflite model through the board runtime's `edge_runtime.api.load_model`."""
+    try:
+        from edge_runtime.api import load_model  # lazy: the runtime is optional for the classic baselines
+    except ImportError as exc:
+        raise EvalError(f"{path}: running .onnx/.tflite models needs edge_runtime.api.load_model, "
+                        f"which is not available here ({exc}); .pt checkpoints run with torch") from None
+    try:
+        model = load_model(str(path))
+    except Exception as exc:  # noqa: BLE001 - the runtime reports invalid models with one-line errors
+        raise EvalError(f"{path}: {exc}") from None
+    return lambda img: np.asarray(model.restore(img), dtype=np.float32)
+
+
+def load_model_method(path: str | Path, name: str) -> Method:
+    p = Path(path)
+    if not p.is_file():
+        raise EvalError(f"model not found: {p}")
+    suffix = p.suffix.lower()
+    if suffix == ".pt":
+        from .checkpoint import CheckpointError
+
+        try:
+            run = torch_runner(p)
+        except CheckpointError as exc:
+            raise EvalError(str(exc)) from None
+        how = "torch"
+    elif suffix in (".onnx", ".tflite"):
+        run = runtime_runner(p)
+        how = "edge_runtime"
+    else:
+        raise EvalError(f"{p}: unknown model type {suffix!r} (use .pt, .onnx or .tflite)")
+    return Method(name, lambda img, side: run(img), KINDS, f"none: blind learned model ({how}, {p.name})")
+
+
+def resolve_methods(deg: Degradation, requested: list[str] | None, models: list[Method]) -> tuple[list[Method], dict[str, str]]:
+    """The methods to run on `deg` (requested ones that fit, or the defaults) plus skipped ones with why."""
+    names = list(requested) if requested is not None else list(DEFAULT_METHODS["blur" if deg.is_blur else "noise"])
+    chosen, skipped = [], {}
+    for n in names:
+        m = CLASSIC_METHODS[n]
+        if deg.kind in m.applies_to:
+            chosen.append(m)
+        else:
+            skipped[n] = m.skip_reason
+    return chosen + models, skipped
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation
+# --------------------------------------------------------------------------------------------
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    from skimage.metrics import structural_similarity
+
+    return float(structural_similarity(a, b, channel_axis=2, data_range=1.0))
+
+
+def centre_crop(img: np.ndarray, side: int | None) -> np.ndarray:
+    if not side:
+        return img
+    h, w = img.shape[:2]
+    ch, cw = min(side, h), min(side, w)
+    y, x = (h - ch) // 2, (w - cw) // 2
+    return np.ascontiguousarray(img[y : y + ch, x : x + cw])
+
+
+def _warm_up(methods: list[Method], degraded: np.ndarray, side: Side, done: set[str]) -> None:
+    """Run each method once, untimed, on a small crop: lazy imports and first-call set-up are not timed."""
+    small = centre_crop(degraded, 64)
+    for m in methods:
+        if m.name not in done:
+            m.fn(small, side)
+            done.add(m.name)
+
+
+def evaluate(
+    images: list[tuple[str, np.ndarray]],
+    degradations: list[Degradation],
+    requested: list[str] | None,
+    models: list[Method],
+    seed: int,
+    progress: bool = True,
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Degrade, restore and score. Returns (per-degradation results, first-image examples for crops)."""
+    from tqdm import tqdm
+
+    out: dict[str, Any] = {}
+    examples: dict[str, dict[str, Any]] = {}
+    warmed: set[str] = set()
+    for deg in degradations:
+        methods, skipped = resolve_methods(deg, requested, models)
+        names = [m.name for m in methods]
+        rows = []
+        total_s = {n: 0.0 for n in names}
+        megapixels = 0.0
+        for index, (name, clean) in enumerate(tqdm(images, desc=deg.spec, unit="img", disable=not progress or None)):
+            degraded, side = deg.apply(clean, index, seed)
+            _warm_up(methods, degraded, side, warmed)
+            mp = clean.shape[0] * clean.shape[1] / 1e6
+            megapixels += mp
+            row: dict[str, Any] = {
+                "image": name, "kernel": side.kernel_name, "sigma_given": side.sigma,
+                "input_sha256": hashlib.sha256(np.round(degraded * PIXEL_MAX).astype(np.uint8).tobytes()).hexdigest(),
+                "psnr": {}, "ssim": {}, "seconds": {},
+            }
+            outputs = {}
+            for m in methods:
+                t0 = time.perf_counter()
+                restored = m.fn(degraded.copy(), side)
+                dt = time.perf_counter() - t0
+                restored = np.asarray(restored, dtype=np.float32)
+                if restored.shape != clean.shape:
+                    raise EvalError(f"{m.name} returned shape {restored.shape} for a {clean.shape} image ({name})")
+                restored = quantize_8bit(restored)
+                row["psnr"][m.name] = psnr(restored, clean)
+                row["ssim"][m.name] = ssim(restored, clean)
+                row["seconds"][m.name] = dt
+                total_s[m.name] += dt
+                if index == 0:
+                    outputs[m.name] = restored
+            if index == 0:
+                examples[deg.spec] = {"image": name, "clean": clean, "degraded": degraded, "outputs": outputs,
+                                      "psnr": dict(row["psnr"])}
+            rows.append(row)
+        mean = {
+            n: {
+                "psnr": float(np.mean([r["psnr"][n] for r in rows])),
+                "ssim": float(np.mean([r["ssim"][n] for r in rows])),
+                "seconds": total_s[n],
+                "megapixels": megapixels,
+                "sec_per_mp": total_s[n] / megapixels if megapixels else None,
+            }
+            for n in names
+        }
+        out[deg.spec] = {
+            "spec": deg.spec, "kind": deg.kind, "description": deg.describe(),
+            "noise_sigma": deg.sigma if deg.kind != "poisson-gauss" else None,
+            "shot": deg.shot if deg.kind == "poisson-gauss" else None,
+            "read": deg.read if deg.kind == "poisson-gauss" else None,
+            "blur_sigma": deg.blur_sigma if deg.kind == "gauss-blur" else None,
+            "kernels": [k for k, _ in deg.kernels],
+            "methods": names,
+            "side_info": {m.name: m.side_info for m in methods},
+            "skipped": skipped,
+            "mean": mean,
+            "per_image": rows,
+        }
+    return out, examples
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edge-restore-eval", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--clean", required=True, metavar="DIR", help="folder of clean images (recursive)")
+    p.add_argument("--degradation", action="append", required=True, metavar="SPEC",
+                   help="awgn:SIGMA | poisson-gauss:SHOT,READ | motion:DIR|levin | gauss-blur:SIGMA (repeatable)")
+    p.add_argument("--blur-noise", type=float, default=DEFAULT_BLUR_NOISE,
+                   help="Gaussian noise sigma (0-255) added after blurring (default %(default)s, i.e. 1%%)")
+    p.add_argument("--methods", default=None,
+                   help=f"comma list of classic methods ({', '.join(CLASSIC_METHODS)}); "
+                        "default: identity plus the denoisers for noise, identity,wiener,rl for blur")
+    p.add_argument("--model", action="append", default=[], metavar="PATH", help=".pt, .onnx or .tflite model (repeatable)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the degradations (default %(default)s)")
+    p.add_argument("--max-images", type=int, default=None, metavar="N", help="use only the first N images (sorted by path)")
+    p.add_argument("--crop", type=int, default=None, metavar="N", help="centre-crop every image to at most NxN (speed)")
+    p.add_argument("--out", required=True, metavar="DIR", help="report folder (created)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _model_names(paths: list[str]) -> list[str]:
+    names = []
+    for p in paths:
+        base = Path(p).name
+        name, i = base, 2
+        while name in names or name in CLASSIC_METHODS:
+            name, i = f"{base}#{i}", i + 1
+        names.append(name)
+    return names
+
+
+def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
+    """Everything main() does, raising EvalError on bad input. Returns the results dictionary."""
+    from .report import write_report
+
+    requested = None
+    if args.methods is not None:
+        requested = [m.strip() for m in args.methods.split(",") if m.strip()]
+        unknown = [m for m in requested if m not in CLASSIC_METHODS]
+        if unknown or not requested:
+            raise EvalError(f"unknown method(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(CLASSIC_METHODS)}")
+        requested = list(dict.fromkeys(requested))
+    if args.max_images is not None and args.max_images < 1:
+        raise EvalError("--max-images must be >= 1")
+    if args.crop is not None and args.crop < 16:
+        raise EvalError("--crop must be >= 16")
+    specs = list(dict.fromkeys(args.degradation))
+    degradations = [parse_degradation(s, args.blur_noise) for s in specs]
+    try:
+        paths = list_images(args.clean)
+    except FileNotFoundError as exc:
+        raise EvalError(str(exc)) from None
+    if not paths:
+        raise EvalError(f"no images in {args.clean}")
+    paths = paths[: args.max_images] if args.max_images else paths
+    root = Path(args.clean)
+    images = []
+    for p in paths:
+        try:
+            img = load_image(p, 3)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is a clear input error
+            raise EvalError(f"cannot read {p}: {exc}") from None
+        images.append((str(p.relative_to(root)), centre_crop(img, args.crop)))
+    models = [load_model_method(p, n) for p, n in zip(args.model, _model_names(args.model))]
+    results_by_deg, examples = evaluate(images, degradations, requested, models, args.seed, progress=not args.no_progress)
+    results = {
+        "tool": "edge-restore-eval",
+        "config": {
+            "clean_dir": str(args.clean), "seed": args.seed, "crop": args.crop, "max_images": args.max_images,
+            "blur_noise": args.blur_noise, "methods": requested, "models": list(args.model),
+            "command": "edge-restore-eval " + shlex.join(argv),
+            "machine": f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPU(s), Python {platform.python_version()}",
+        },
+        "images": [n for n, _ in images],
+        "degradations": results_by_deg,
+    }
+    results["files"] = write_report(results, examples, args.out)
+    return results
+
+
+def summary(results: dict[str, Any]) -> str:
+    lines = []
+    for spec, deg in results["degradations"].items():
+        lines.append(f"{spec}:")
+        for n in deg["methods"]:
+            m = deg["mean"][n]
+            lines.append(f"  {n:<24} PSNR {m['psnr']:6.2f} dB  SSIM {m['ssim']:.4f}  {m['sec_per_mp']:.3g} s/MP")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    try:
+        results = run(args, argv)
+    except EvalError as exc:
+        print(f"edge-restore-eval: error: {exc}", file=sys.stderr)
+        return 1
+    print(summary(results))
+    print(f"report: {Path(args.out) / results['files']['report']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
