@@ -14,10 +14,13 @@ ONNX Runtime for .onnx files. The TFLite interpreter is chosen in exactly one pl
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
 import platform
+import sys
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -131,10 +134,11 @@ class TFLiteBackend(Backend):
         self.kind = "tflite-edgetpu" if delegate is not None else "tflite"
         delegates = [delegate] if delegate is not None else None
         try:
-            self.interpreter = mod.Interpreter(
-                model_content=data, num_threads=self.threads, experimental_delegates=delegates
-            )
-            self.interpreter.allocate_tensors()
+            with _native_info_silenced():
+                self.interpreter = mod.Interpreter(
+                    model_content=data, num_threads=self.threads, experimental_delegates=delegates
+                )
+                self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"{path.name}: the TFLite interpreter rejected the model ({_first_line(exc)})") from None
 
@@ -177,6 +181,33 @@ class TFLiteBackend(Backend):
         else:
             dequantize(result, self.out_scale, self.out_zero, self._out_buf)
         return self._out_buf
+
+
+@contextlib.contextmanager
+def _native_info_silenced():
+    """Drop the native runtime's "INFO: Created TensorFlow Lite XNNPACK delegate" line.
+
+    The C++ runtime logs straight to file descriptor 2; while the interpreter is built, fd 2 goes
+    to a temporary file, and everything but INFO lines is written back to stderr afterwards.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr (embedded interpreters): leave it alone
+        yield
+        return
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            kept = [ln for ln in capture.read().decode("utf-8", "replace").splitlines(True) if not ln.startswith("INFO: ")]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
 
 
 def quantize(x: np.ndarray, scale: float, zero_point: int, out: np.ndarray, tmp: np.ndarray | None = None) -> np.ndarray:

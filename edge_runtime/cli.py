@@ -1,0 +1,464 @@
+"""`edge-restore`: restore photos on the board with a TFLite (or ONNX) restoration model."""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from . import errors
+from .api import RestorationModel, list_models, load_model, models_dirs
+from .backends import DEVICES
+from .errors import EdgeRestoreError, OutputWriteError, UsageError
+from .imageio import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_QUALITY,
+    FORMATS,
+    INPUT_EXTENSIONS,
+    Picture,
+    atomic_write,
+    output_format,
+    read_image,
+    side_by_side,
+    write_image,
+)
+from .progress import ProgressBar
+
+PROG = "edge-restore"
+OUTPUT_SUFFIX = "_restored"
+COMPARE_SUFFIX = "_compare"
+_GLOB_CHARS = set("*?[")
+
+DESCRIPTION = """\
+Restore (denoise / deblur) photos with an edge-restore model: a fully-int8 or float .tflite
+(or .onnx) file carrying the edge-restore contract. Any image size is run through the model's
+fixed tile with overlapping, smoothly blended tiles, in bounded memory.
+
+Image rules: EXIF orientation is applied (and the tag cleared); ICC profile and EXIF are kept;
+16-bit PNG/TIFF stay 16-bit; grayscale stays grayscale (gray replicated to RGB for the model,
+averaged back); alpha is passed through untouched; palette and CMYK images become RGB; of a
+multi-frame file (GIF, APNG, multi-page TIFF) only the first frame is restored, with a warning.
+"""
+
+EPILOG = f"""\
+outputs:
+  By default each INPUT.ext is written beside it as INPUT{OUTPUT_SUFFIX}.ext (GIF -> .png).
+  -o is a file for a single input, or a directory for several (created if missing; folder
+  inputs keep their sub-folder layout). Inputs are never overwritten; an existing output is
+  refused unless --overwrite. Directory and glob inputs skip hidden files and earlier
+  *{OUTPUT_SUFFIX} / *{COMPARE_SUFFIX} outputs. Writes are atomic (temporary file + rename).
+
+exit codes:
+  0 all ok   1 usage error   2 a batch had failures (mixed reasons)   65 bad input image
+  66 missing input   73 cannot write output   78 bad model or device
+  (a batch whose failures all share one reason exits with that reason's code)
+
+examples:
+  {PROG} --model denoise photo.jpg                      # -> photo{OUTPUT_SUFFIX}.jpg
+  {PROG} --model models/denoise_int8.tflite shots/ -r -o clean/ --json run.json
+  {PROG} --model denoise --device edgetpu --cpu-fallback --benchmark --compare img.png
+  {PROG} --list-models
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # usage errors exit 1, not argparse's 2
+        self.print_usage(sys.stderr)
+        self.exit(errors.EXIT_USAGE, f"{PROG}: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
+def _quality(text: str) -> int:
+    value = _positive_int(text)
+    if value > 100:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 1 and 100")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog=PROG,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, directories or glob patterns (quote globs)")
+    p.add_argument(
+        "-m", "--model", metavar="PATH|NAME",
+        help="model file (.tflite or .onnx) or a shipped short name, e.g. 'denoise' -> "
+        "models/denoise_int8.tflite (folders searched: $EDGE_RESTORE_MODELS, then the repo's models/)",
+    )
+    p.add_argument("-o", "--output", metavar="PATH", help="output file (single input) or directory (several inputs)")
+    p.add_argument("-r", "--recursive", action="store_true", help="descend into sub-directories of directory inputs ('**' in globs)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (inputs are never overwritten)")
+    p.add_argument("--quality", type=_quality, default=DEFAULT_QUALITY, metavar="Q", help=f"JPEG/WebP quality 1-100 (default {DEFAULT_QUALITY})")
+    p.add_argument(
+        "--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS, metavar="N",
+        help=f"refuse images with more pixels than this, checked before decoding (decompression bombs; default {DEFAULT_MAX_PIXELS:,})",
+    )
+    p.add_argument("--threads", type=_positive_int, default=None, metavar="N", help="interpreter threads (default: all CPU cores)")
+    p.add_argument("--tile-overlap", type=_non_negative_int, default=None, metavar="N", help="overlap between tiles in pixels (default: the model contract's)")
+    p.add_argument("--device", choices=DEVICES, default="cpu", help="cpu (default) or edgetpu (Coral, via libedgetpu)")
+    p.add_argument("--cpu-fallback", action="store_true", help="with --device edgetpu: run on the CPU, with a warning, when no Edge TPU is found (default: fail)")
+    p.add_argument("--compare", action="store_true", help=f"also write a side-by-side before/after image <stem>{COMPARE_SUFFIX}<ext>")
+    p.add_argument("--benchmark", action="store_true", help="report latency per tile, megapixels/s and peak memory")
+    p.add_argument("--json", metavar="PATH", help="write a JSON manifest: per file input, output, status, error, seconds")
+    p.add_argument("--list-models", action="store_true", help="list the shipped *.tflite models with their task and tile size, then exit")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no per-file output lines")
+    return p
+
+
+@dataclass
+class Job:
+    input: Path
+    output: Path | None = None
+    compare: Path | None = None
+    status: str = "pending"  # ok | error
+    error: str = ""
+    exit_code: int = 0
+    seconds: float = 0.0
+    megapixels: float = 0.0
+
+    def manifest(self) -> dict:
+        return {
+            "input": str(self.input),
+            "output": str(self.output) if self.output else None,
+            "compare": str(self.compare) if self.compare else None,
+            "status": self.status,
+            "error": self.error or None,
+            "seconds": round(self.seconds, 4),
+        }
+
+
+@dataclass
+class Batch:
+    jobs: list[Job] = field(default_factory=list)
+
+
+def _is_own_output(path: Path) -> bool:
+    return path.stem.endswith((OUTPUT_SUFFIX, COMPARE_SUFFIX))
+
+
+def _image_files(paths, include_hidden: bool = False) -> list[Path]:
+    out = []
+    for path in paths:
+        if not path.is_file() or path.suffix.lower() not in INPUT_EXTENSIONS:
+            continue
+        if not include_hidden and path.name.startswith("."):
+            continue
+        if _is_own_output(path):
+            continue
+        out.append(path)
+    return sorted(out)
+
+
+def expand_inputs(args_inputs: list[str], recursive: bool) -> list[tuple[Path, Path | None]]:
+    """(file, root) pairs: root is the directory argument a file came from (for mirroring), else None.
+
+    A missing file or a glob that matches nothing is returned as (path, None) and fails later
+    with 'input not found' (exit 66), so a batch continues past it.
+    """
+    found: list[tuple[Path, Path | None]] = []
+    for arg in args_inputs:
+        path = Path(arg)
+        if path.is_dir():
+            files = path.rglob("*") if recursive else path.iterdir()
+            found.extend((f, path) for f in _image_files(files))
+        elif path.exists() or not (_GLOB_CHARS & set(arg)):
+            found.append((path, None))
+        else:
+            matches = [Path(m) for m in sorted(glob.glob(arg, recursive=recursive))]
+            files = _image_files(matches)
+            found.extend((f, None) for f in files) if files else found.append((path, None))
+    seen: set[Path] = set()
+    unique = []
+    for path, root in found:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append((path, root))
+    return unique
+
+
+def _default_ext(path: Path) -> str:
+    return path.suffix if path.suffix.lower() in FORMATS else ".png"
+
+
+def plan_outputs(
+    inputs: list[tuple[Path, Path | None]], output: str | None, compare: bool
+) -> tuple[list[Job], str | None]:
+    """Map inputs to outputs. Returns the jobs and a usage error message (or None)."""
+    jobs: list[Job] = []
+    out_dir: Path | None = None
+    out_file: Path | None = None
+    if output is not None:
+        out_path = Path(output)
+        as_dir = out_path.is_dir() or output.endswith(("/", os.sep)) or len(inputs) > 1
+        if as_dir:
+            if out_path.exists() and not out_path.is_dir():
+                return [], f"-o {output} is a file, but {len(inputs)} inputs need an output directory"
+            out_dir = out_path
+        else:
+            out_file = out_path
+            try:
+                output_format(out_file)
+            except UsageError as exc:
+                return [], str(exc)
+    for path, root in inputs:
+        ext = _default_ext(path)
+        name = f"{path.stem}{OUTPUT_SUFFIX}{ext}"
+        if out_file is not None:
+            dst = out_file
+        elif out_dir is not None:
+            sub = path.parent.relative_to(root) if root is not None else Path()
+            dst = out_dir / sub / name
+        else:
+            dst = path.with_name(name)
+        cmp = dst.with_name(f"{path.stem}{COMPARE_SUFFIX}{dst.suffix}") if compare else None
+        jobs.append(Job(input=path, output=dst, compare=cmp))
+    return jobs, None
+
+
+def check_outputs(jobs: list[Job], overwrite: bool) -> None:
+    """Fail (per job) outputs that would overwrite an input, collide, or exist without --overwrite."""
+    input_keys = {j.input.resolve() for j in jobs}
+    claimed: set[Path] = set()
+    for job in jobs:
+        for dst in (job.output, job.compare):
+            if dst is None or job.status == "error":
+                continue
+            key = dst.resolve()
+            if key in input_keys:
+                _fail(job, OutputWriteError(f"refusing to overwrite input {dst}"))
+            elif key in claimed:
+                _fail(job, OutputWriteError(f"{dst} is already the output of another input"))
+            elif dst.exists() and not overwrite:
+                _fail(job, OutputWriteError(f"output {dst} exists (use --overwrite to replace it)"))
+            claimed.add(key)
+
+
+def _fail(job: Job, exc: EdgeRestoreError) -> None:
+    job.status, job.error, job.exit_code = "error", str(exc), exc.exit_code
+
+
+def restore_file(model: RestorationModel, job: Job, quality: int, max_pixels: int, progress=None) -> None:
+    """Read, restore and write one job's image (and its comparison image)."""
+    picture: Picture = read_image(job.input, max_pixels=max_pixels)
+    restored = np.empty_like(picture.color)
+    tiler = model.tiler(picture.height, picture.width, picture.color.shape[2])
+    tiler.run(picture.color, model.run_tile, out=restored, progress=progress)
+    result = replace(picture, color=restored)
+    assert job.output is not None
+    try:
+        job.output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputWriteError(f"cannot create folder {job.output.parent}: {exc.strerror or exc}") from None
+    write_image(job.output, result, quality=quality)
+    if job.compare is not None:
+        write_image(job.compare, side_by_side(picture, result), quality=quality)
+    job.megapixels = picture.height * picture.width / 1e6
+
+
+def peak_memory_mib() -> float | None:
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def _print_models() -> int:
+    infos = list_models()
+    if not infos:
+        print(f"no *.tflite models in {', '.join(str(d) for d in models_dirs())}")
+        return errors.EXIT_OK
+    print(f"{'name':<28} {'task':<8} {'tile':>5} {'quant':<9} path")
+    for info in infos:
+        name = info.path.stem
+        if info.contract is None:
+            print(f"{name:<28} {'-':<8} {'-':>5} {'-':<9} {info.path}  ({info.error})")
+        else:
+            c = info.contract
+            print(f"{name:<28} {c.task:<8} {c.tile_size:>5} {c.quantization:<9} {info.path}")
+    return errors.EXIT_OK
+
+
+class _WarningFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{PROG}: warning: {record.getMessage()}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `edge-restore` console script; returns the exit code."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_WarningFormatter())
+    logger = logging.getLogger("edge_runtime")
+    logger.addHandler(handler)
+    old_propagate, logger.propagate = logger.propagate, False
+    try:
+        return _main(argv)
+    except EdgeRestoreError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = old_propagate
+
+
+def _main(argv: list[str] | None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.list_models:
+        return _print_models()
+    if not args.model:
+        parser.error("--model is required (a .tflite/.onnx path or a short name; see --list-models)")
+    if not args.inputs:
+        parser.error("no INPUT given")
+    inputs = expand_inputs(args.inputs, args.recursive)
+    jobs, usage = plan_outputs(inputs, args.output, args.compare)
+    if usage:
+        parser.error(usage)
+    check_outputs(jobs, args.overwrite)
+
+    model = load_model(args.model, threads=args.threads, device=args.device, cpu_fallback=args.cpu_fallback, overlap=args.tile_overlap)
+
+    show = not args.quiet
+    bar = ProgressBar(len(jobs), enabled=None if (show and len(jobs) > 1) else False)
+    started = time.perf_counter()
+    for index, job in enumerate(jobs):
+        if job.status == "error":
+            print(f"{PROG}: error: {job.error}", file=sys.stderr)
+            continue
+        t0 = time.perf_counter()
+
+        def tile_progress(done: int, total: int, index: int = index, name: str = job.input.name) -> None:
+            bar.update(index + done / total, name)
+
+        try:
+            restore_file(model, job, args.quality, args.max_pixels, progress=tile_progress)
+            job.status = "ok"
+        except EdgeRestoreError as exc:
+            _fail(job, exc)
+        except MemoryError:
+            _fail(job, errors.InputImageError(f"{job.input}: out of memory (try a smaller --max-pixels)"))
+        except Exception as exc:  # a bad file must not stop the batch
+            _fail(job, EdgeRestoreError(f"{job.input}: unexpected {type(exc).__name__}: {exc}"))
+            job.exit_code = errors.EXIT_BAD_IMAGE
+        job.seconds = time.perf_counter() - t0
+        if job.status == "error":
+            bar.close()  # keep the message on its own line
+            print(f"{PROG}: error: {job.error}", file=sys.stderr)
+        elif show and not bar.enabled:
+            print(job.output)
+        bar.update(index + 1, job.input.name)
+    bar.close()
+    wall = time.perf_counter() - started
+
+    ok = [j for j in jobs if j.status == "ok"]
+    failed = [j for j in jobs if j.status == "error"]
+    if len(jobs) > 1:
+        print(f"{PROG}: {len(ok)} of {len(jobs)} restored, {len(failed)} failed, {wall:.1f}s", file=sys.stderr)
+        for job in failed:
+            print(f"  failed: {job.error}", file=sys.stderr)
+
+    bench = _benchmark(model, ok, wall) if args.benchmark else None
+    if bench is not None:
+        _print_benchmark(bench)
+    manifest_ok = True
+    if args.json:
+        manifest_ok = _write_manifest(Path(args.json), model, jobs, wall, bench)
+
+    if not failed:
+        return errors.EXIT_OK if manifest_ok else errors.EXIT_CANT_WRITE
+    codes = {j.exit_code for j in failed}
+    if len(codes) == 1 and (len(jobs) == 1 or not ok):
+        return codes.pop()
+    return errors.EXIT_PARTIAL
+
+
+def _benchmark(model: RestorationModel, ok: list[Job], wall: float) -> dict:
+    stats = model.stats
+    megapixels = sum(j.megapixels for j in ok)
+    busy = sum(j.seconds for j in ok)
+    return {
+        "backend": model.backend.kind,
+        "threads": getattr(model.backend, "threads", None),
+        "tile_size": model.tile_size,
+        "overlap": model.overlap,
+        "tiles": stats.tiles,
+        "ms_per_tile": round(stats.seconds_per_tile * 1000, 3),
+        "inference_seconds": round(stats.inference_seconds, 4),
+        "megapixels": round(megapixels, 4),
+        "megapixels_per_second": round(megapixels / busy, 4) if busy > 0 else None,
+        "wall_seconds": round(wall, 4),
+        "peak_memory_mib": None if (m := peak_memory_mib()) is None else round(m, 1),
+    }
+
+
+def _print_benchmark(b: dict) -> None:
+    mps = "n/a" if b["megapixels_per_second"] is None else f"{b['megapixels_per_second']:.3f}"
+    mem = "n/a" if b["peak_memory_mib"] is None else f"{b['peak_memory_mib']:.1f} MiB"
+    print(
+        f"benchmark: {b['backend']} threads={b['threads']} tile={b['tile_size']} overlap={b['overlap']}\n"
+        f"  latency: {b['ms_per_tile']:.2f} ms/tile over {b['tiles']} tiles ({b['inference_seconds']:.3f} s in the model)\n"
+        f"  throughput: {mps} megapixels/s end to end ({b['megapixels']:.3f} MP in {b['wall_seconds']:.2f} s)\n"
+        f"  peak memory: {mem} (max RSS)",
+        file=sys.stderr,
+    )
+
+
+def _write_manifest(path: Path, model: RestorationModel, jobs: list[Job], wall: float, bench: dict | None) -> bool:
+    manifest = {
+        "model": str(model.path),
+        "contract": asdict(model.contract),
+        "files": [j.manifest() for j in jobs],
+        "summary": {
+            "total": len(jobs),
+            "ok": sum(j.status == "ok" for j in jobs),
+            "failed": sum(j.status == "error" for j in jobs),
+            "seconds": round(wall, 4),
+        },
+        "benchmark": bench,
+    }
+    text = json.dumps(manifest, indent=2, default=str) + "\n"
+    try:
+        atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+    except OutputWriteError as exc:
+        print(f"{PROG}: error: manifest: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
