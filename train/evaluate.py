@@ -348,7 +348,7 @@ def _warm_up(methods: list[Method], degraded: np.ndarray, side: Side, done: set[
     small = centre_crop(degraded, 64)
     for m in methods:
         if m.name not in done:
-            m.fn(small, side)
+            m.fn(small.copy(), side)
             done.add(m.name)
 
 

@@ -1,0 +1,187 @@
+"""edge-restore-eval: report files, identical inputs for every method, models, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from train import evaluate as ev
+
+skdata = pytest.importorskip("skimage.data")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _write_images(folder: Path, h: int = 64, w: int = 64) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(skdata.astronaut()[120 : 120 + h, 160 : 160 + w]).save(folder / "astronaut.png")
+    Image.fromarray(skdata.coffee()[90 : 90 + h, 220 : 220 + w]).save(folder / "coffee.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def clean_dir(tmp_path_factory) -> Path:
+    return _write_images(tmp_path_factory.mktemp("clean"))
+
+
+@pytest.fixture(scope="module")
+def awgn_report(clean_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("report")
+    rc = ev.main(["--clean", str(clean_dir), "--degradation", "awgn:25", "--methods", "identity,nlm-opencv,wavelet",
+                  "--seed", "7", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    return out
+
+
+def test_awgn_report_files_and_numbers(awgn_report):
+    assert (awgn_report / "report.md").is_file()
+    results = json.loads((awgn_report / "results.json").read_text())
+    assert {"tool", "config", "images", "degradations", "files"} <= results.keys()
+    assert results["images"] == ["astronaut.png", "coffee.png"]
+    deg = results["degradations"]["awgn:25"]
+    assert deg["methods"] == ["identity", "nlm-opencv", "wavelet"]
+    assert {"wiener", "rl"}.isdisjoint(deg["methods"])
+    for m in deg["methods"]:
+        mean = deg["mean"][m]
+        assert {"psnr", "ssim", "sec_per_mp", "seconds", "megapixels"} <= mean.keys()
+        assert 0.0 < mean["ssim"] <= 1.0 and mean["sec_per_mp"] >= 0.0
+    assert deg["mean"]["nlm-opencv"]["psnr"] > deg["mean"]["identity"]["psnr"] + 3.0
+    assert deg["mean"]["wavelet"]["psnr"] > deg["mean"]["identity"]["psnr"]
+    assert 19.0 < deg["mean"]["identity"]["psnr"] < 22.0  # sigma 25 noise is ~20.2 dB
+    assert len(deg["per_image"]) == 2
+    row = deg["per_image"][0]
+    assert {"image", "sigma_given", "input_sha256", "psnr", "ssim", "seconds"} <= row.keys()
+    assert row["sigma_given"] == pytest.approx(25.0, abs=0.01)
+    assert "true sigma" in deg["side_info"]["nlm-opencv"]
+    # The plot and the crops are real PNGs, and the report links them.
+    plot = awgn_report / results["files"]["plot"]
+    crops = awgn_report / results["files"]["crops"]["awgn:25"]
+    assert plot.read_bytes()[:8] == PNG_MAGIC and crops.read_bytes()[:8] == PNG_MAGIC
+    md = (awgn_report / "report.md").read_text()
+    assert "| nlm-opencv |" in md and plot.name in md and crops.name in md and "true" in md
+
+
+def test_same_seed_gives_identical_inputs(awgn_report, clean_dir, tmp_path):
+    first = json.loads((awgn_report / "results.json").read_text())["degradations"]["awgn:25"]
+    args = ["--clean", str(clean_dir), "--degradation", "awgn:25", "--methods", "identity", "--no-progress"]
+    assert ev.main(args + ["--seed", "7", "--out", str(tmp_path / "same")]) == 0
+    assert ev.main(args + ["--seed", "8", "--out", str(tmp_path / "other")]) == 0
+    same = json.loads((tmp_path / "same" / "results.json").read_text())["degradations"]["awgn:25"]
+    other = json.loads((tmp_path / "other" / "results.json").read_text())["degradations"]["awgn:25"]
+    for a, b, c in zip(first["per_image"], same["per_image"], other["per_image"]):
+        assert a["input_sha256"] == b["input_sha256"] != c["input_sha256"]
+        assert a["psnr"]["identity"] == b["psnr"]["identity"]
+
+
+def test_every_method_sees_the_same_8bit_input(clean_dir):
+    """Spy methods record what they are given: one identical, 8-bit input per image."""
+    seen: dict[str, list[str]] = {"spy1": [], "spy2": []}
+
+    def spy(name):
+        def fn(img, side):
+            u8 = np.round(img * 255)
+            assert np.abs(img * 255 - u8).max() < 1e-3  # on the 8-bit grid
+            seen[name].append(u8.astype(np.uint8).tobytes().hex()[:64] + str(u8.sum()))
+            img[:] = 0.5  # a method that writes into its input must not affect the next one
+            return img
+        return ev.Method(name, fn, ev.KINDS, "spy")
+
+    images = [(p.name, ev.load_image(p, 3)) for p in ev.list_images(clean_dir)]
+    results, _ = ev.evaluate(images, [ev.parse_degradation("awgn:25")], ["identity"], [spy("spy1"), spy("spy2")],
+                             seed=3, progress=False)
+    # Warm-up calls see a 64x64 crop of the first input (the whole of it here), then one call per image.
+    assert seen["spy1"] == seen["spy2"] and len(seen["spy1"]) == 3
+    assert seen["spy1"][0] == seen["spy1"][1] != seen["spy1"][2]
+    deg = results["awgn:25"]
+    assert all(row["psnr"]["identity"] < 22.0 for row in deg["per_image"])
+
+
+def test_motion_kernels_skip_denoisers_and_deconvolve(clean_dir, tmp_path):
+    from train.degradations import gaussian_kernel, motion_kernel
+
+    kdir = tmp_path / "kernels"
+    kdir.mkdir()
+    np.save(kdir / "k1.npy", motion_kernel(np.random.default_rng(1), 25))
+    k2 = gaussian_kernel(2.0)
+    Image.fromarray(np.round(k2 / k2.max() * 255).astype(np.uint8)).save(kdir / "k2.png")
+    out = tmp_path / "rep"
+    rc = ev.main(["--clean", str(clean_dir), "--degradation", f"motion:{kdir}", "--degradation", "awgn:15",
+                  "--methods", "identity,wiener,rl,nlm-opencv", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    results = json.loads((out / "results.json").read_text())
+    motion = results["degradations"][f"motion:{kdir}"]
+    assert motion["methods"] == ["identity", "wiener", "rl"]
+    assert "nlm-opencv" in motion["skipped"]
+    assert [r["kernel"] for r in motion["per_image"]] == ["k1", "k2"]  # kernels in turn
+    assert motion["per_image"][0]["sigma_given"] == pytest.approx(np.hypot(2.55, np.sqrt(1 / 12)), abs=1e-6)
+    assert motion["mean"]["wiener"]["psnr"] > motion["mean"]["identity"]["psnr"] + 0.5
+    assert motion["mean"]["rl"]["psnr"] > motion["mean"]["identity"]["psnr"]
+    awgn = results["degradations"]["awgn:15"]
+    assert awgn["methods"] == ["identity", "nlm-opencv"] and {"wiener", "rl"} <= awgn["skipped"].keys()
+    assert "true kernel" in (out / "report.md").read_text()
+
+
+def test_default_methods_per_degradation():
+    noise = ev.parse_degradation("poisson-gauss:0.01,2")
+    blur = ev.parse_degradation("gauss-blur:1.5", blur_noise=0.0)
+    assert [m.name for m in ev.resolve_methods(noise, None, [])[0]] == ["identity", "nlm-opencv", "nlm-skimage", "wavelet"]
+    assert [m.name for m in ev.resolve_methods(blur, None, [])[0]] == ["identity", "wiener", "rl"]
+    assert blur.sigma == 0.0 and blur.kernels[0][1].shape == (11, 11)
+
+
+@pytest.mark.parametrize("spec", ["foo:1", "awgn", "awgn:abc", "awgn:-5", "poisson-gauss:0.01", "gauss-blur:0",
+                                  "motion:/definitely/not/a/folder"])
+def test_bad_spec_is_a_clear_error_with_exit_1(spec, clean_dir, tmp_path, capsys):
+    rc = ev.main(["--clean", str(clean_dir), "--degradation", spec, "--out", str(tmp_path / "r"), "--no-progress"])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert err.startswith("edge-restore-eval: error:") and "Traceback" not in err
+    assert not (tmp_path / "r" / "results.json").exists()
+
+
+def test_bad_method_model_and_folder_exit_1(clean_dir, tmp_path, capsys):
+    base = ["--degradation", "awgn:25", "--out", str(tmp_path / "r"), "--no-progress"]
+    assert ev.main(["--clean", str(clean_dir), "--methods", "identity,bm3d"] + base) == 1
+    assert "bm3d" in capsys.readouterr().err
+    assert ev.main(["--clean", str(tmp_path / "nope")] + base) == 1
+    assert "not found" in capsys.readouterr().err
+    bogus = tmp_path / "bogus.onnx"
+    bogus.write_bytes(b"not a model")
+    assert ev.main(["--clean", str(clean_dir), "--model", str(bogus)] + base) == 1
+    assert "bogus.onnx" in capsys.readouterr().err
+    assert ev.main(["--clean", str(clean_dir), "--model", str(tmp_path / "x.h5")] + base) == 1
+
+
+def test_torch_checkpoint_is_evaluated(tmp_path):
+    torch = pytest.importorskip("torch")
+    from train.checkpoint import save_checkpoint
+    from train.model import build_restorer
+
+    torch.manual_seed(0)
+    model = build_restorer("tiny")
+    ckpt = tmp_path / "tiny.pt"
+    save_checkpoint(ckpt, {"model_config": model.cfg.to_dict(), "model": model.state_dict(), "ema": None, "qat": False})
+    clean = _write_images(tmp_path / "clean", h=62, w=50)  # not a multiple of the size multiple: padded, cropped back
+    out = tmp_path / "rep"
+    rc = ev.main(["--clean", str(clean), "--degradation", "awgn:25", "--methods", "identity", "--model", str(ckpt),
+                  "--model", str(ckpt), "--out", str(out), "--no-progress"])
+    assert rc == 0
+    results = json.loads((out / "results.json").read_text())
+    deg = results["degradations"]["awgn:25"]
+    assert deg["methods"] == ["identity", "tiny.pt", "tiny.pt#2"]
+    assert "blind" in deg["side_info"]["tiny.pt"]
+    for row in deg["per_image"]:
+        assert np.isfinite(row["psnr"]["tiny.pt"]) and row["psnr"]["tiny.pt"] == row["psnr"]["tiny.pt#2"]
+        assert 0.0 < row["ssim"]["tiny.pt"] <= 1.0
+    # A freshly initialised restorer is a near-identity (global residual): close to the input's PSNR.
+    assert abs(deg["mean"]["tiny.pt"]["psnr"] - deg["mean"]["identity"]["psnr"]) < 6.0
+
+
+def test_module_entry_point_help():
+    proc = subprocess.run([sys.executable, "-m", "train.evaluate", "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "--degradation" in proc.stdout and "awgn:SIGMA" in proc.stdout
