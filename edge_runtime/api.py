@@ -190,6 +190,7 @@ class FrameStream:
         color_channels = 3 if channels == 4 else channels
         self._tiler = model.tiler(self.shape[0], self.shape[1], color_channels)
         self._out = np.empty(self.shape, self.dtype)
+        self._out_2d = self._out[..., 0]  # the same buffer, returned for (H, W) gray frames
         self._color_out = np.empty((self.shape[0], self.shape[1], 3), self.dtype) if channels == 4 else None
         self.frames = 0
 
@@ -212,4 +213,6 @@ class FrameStream:
         else:
             self._tiler.run(arr, self.model.run_tile, out=view)
         self.frames += 1
-        return target.reshape(frame.shape) if out is None else target
+        if out is None and gray_2d:
+            return self._out_2d
+        return target
