@@ -66,12 +66,16 @@ def test_rl_zero_iterations_is_identity(clean_images):
     np.testing.assert_allclose(out, np.clip(clean, 1e-6, None), atol=1e-6)
 
 
-@pytest.mark.parametrize("method", ["nlm_opencv", "nlm_skimage", "wavelet_denoise"])
+@pytest.mark.parametrize("method", ["nlm_opencv", "nlm_opencv_lab", "nlm_skimage", "wavelet_denoise"])
 def test_denoisers_improve_psnr_at_sigma_25(clean_images, method):
-    pytest.importorskip("cv2" if method == "nlm_opencv" else "skimage")
+    pytest.importorskip("cv2" if method.startswith("nlm_opencv") else "skimage")
     if method == "wavelet_denoise":
         pytest.importorskip("pywt")
-    fn = getattr(classic, method)
+    if method == "nlm_opencv_lab":
+        def fn(img, sigma):
+            return classic.nlm_opencv(img, sigma, colorspace="lab")
+    else:
+        fn = getattr(classic, method)
     for i, clean in enumerate(clean_images):
         noisy = quantize_8bit(add_gaussian_noise(clean, 25.0, np.random.default_rng(10 + i)))
         out = fn(noisy, 25.0)
@@ -87,3 +91,8 @@ def test_denoisers_accept_single_channel(clean_images):
         out = fn(noisy, 25.0)
         assert out.shape == gray.shape
         assert psnr(quantize_8bit(out), gray) > psnr(noisy, gray)
+
+
+def test_nlm_opencv_rejects_unknown_colorspace(clean_images):
+    with pytest.raises(ValueError, match="colorspace"):
+        classic.nlm_opencv(clean_images[0], 25.0, colorspace="hsv")

@@ -15,7 +15,9 @@ Degradation specs (repeat --degradation for several):
 
 Methods (--methods, comma list; default: the ones that fit each degradation):
   identity      the degraded input itself
-  nlm-opencv, nlm-skimage, wavelet   denoisers (noise-only degradations), given the true sigma
+  nlm-opencv, nlm-opencv-lab, nlm-skimage, wavelet
+                denoisers (noise-only degradations), given the true sigma; nlm-opencv-lab is
+                OpenCV's colour (CIELAB) variant, nlm-opencv the 3-channel RGB one
   wiener, rl    deconvolution (blur degradations), given the true kernel (and sigma for Wiener)
 
 Examples:
@@ -221,7 +223,11 @@ CLASSIC_METHODS: dict[str, Method] = {
     for m in (
         Method("identity", lambda img, side: img, KINDS, "none (this is the degraded input)"),
         Method("nlm-opencv", lambda img, side: classic.nlm_opencv(img, side.sigma), NOISE_KINDS,
-               f"true sigma, h = hColor = {classic.NLM_OPENCV_H_FACTOR} sigma", "a denoiser; this degradation is a blur"),
+               f"true sigma, fastNlMeansDenoising on RGB, h = {classic.NLM_OPENCV_H_FACTOR} sigma",
+               "a denoiser; this degradation is a blur"),
+        Method("nlm-opencv-lab", lambda img, side: classic.nlm_opencv(img, side.sigma, colorspace="lab"), NOISE_KINDS,
+               f"true sigma, fastNlMeansDenoisingColored (CIELAB), h = hColor = {classic.NLM_OPENCV_LAB_H_FACTOR} sigma",
+               "a denoiser; this degradation is a blur"),
         Method("nlm-skimage", lambda img, side: classic.nlm_skimage(img, side.sigma), NOISE_KINDS,
                f"true sigma, h = {classic.NLM_SKIMAGE_H_FACTOR} sigma, fast mode", "a denoiser; this degradation is a blur"),
         Method("wavelet", lambda img, side: classic.wavelet_denoise(img, side.sigma), NOISE_KINDS,
