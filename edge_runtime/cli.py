@@ -211,8 +211,15 @@ def _default_ext(path: Path) -> str:
     return path.suffix if path.suffix.lower() in FORMATS else ".png"
 
 
+def is_batch(args_inputs: list[str]) -> bool:
+    """Several arguments, a directory or a glob: -o then names a directory."""
+    return len(args_inputs) > 1 or any(
+        Path(a).is_dir() or (bool(_GLOB_CHARS & set(a)) and not Path(a).exists()) for a in args_inputs
+    )
+
+
 def plan_outputs(
-    inputs: list[tuple[Path, Path | None]], output: str | None, compare: bool
+    inputs: list[tuple[Path, Path | None]], output: str | None, compare: bool, batch: bool = False
 ) -> tuple[list[Job], str | None]:
     """Map inputs to outputs. Returns the jobs and a usage error message (or None)."""
     jobs: list[Job] = []
@@ -220,10 +227,10 @@ def plan_outputs(
     out_file: Path | None = None
     if output is not None:
         out_path = Path(output)
-        as_dir = out_path.is_dir() or output.endswith(("/", os.sep)) or len(inputs) > 1
+        as_dir = batch or out_path.is_dir() or output.endswith(("/", os.sep)) or len(inputs) > 1
         if as_dir:
             if out_path.exists() and not out_path.is_dir():
-                return [], f"-o {output} is a file, but {len(inputs)} inputs need an output directory"
+                return [], f"-o {output} is a file, but several inputs need an output directory"
             out_dir = out_path
         else:
             out_file = out_path
@@ -325,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     old_propagate, logger.propagate = logger.propagate, False
     try:
         return _main(argv)
+    except SystemExit as exc:  # argparse: --help (0) and usage errors (1)
+        return exc.code if isinstance(exc.code, int) else errors.EXIT_USAGE
     except EdgeRestoreError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -346,7 +355,7 @@ def _main(argv: list[str] | None) -> int:
     if not args.inputs:
         parser.error("no INPUT given")
     inputs = expand_inputs(args.inputs, args.recursive)
-    jobs, usage = plan_outputs(inputs, args.output, args.compare)
+    jobs, usage = plan_outputs(inputs, args.output, args.compare, batch=is_batch(args.inputs))
     if usage:
         parser.error(usage)
     check_outputs(jobs, args.overwrite)
