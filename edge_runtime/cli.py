@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -155,11 +155,6 @@ class Job:
             "error": self.error or None,
             "seconds": round(self.seconds, 4),
         }
-
-
-@dataclass
-class Batch:
-    jobs: list[Job] = field(default_factory=list)
 
 
 def _is_own_output(path: Path) -> bool:

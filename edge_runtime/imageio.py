@@ -172,21 +172,23 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
     if not p.is_file():
         raise MissingInputError(f"input is not a file: {p}")
     try:
-        data = p.read_bytes()
+        with open(p, "rb") as fh:
+            head = fh.read(64)
     except OSError as exc:
         raise MissingInputError(f"cannot read {p}: {exc.strerror or exc}") from None
     with _pixel_limit_disabled():
         try:
-            im = Image.open(io.BytesIO(data))
+            im = Image.open(p)  # lazy: reads the header only
         except UnidentifiedImageError:
             raise InputImageError(f"{p}: not a readable image (unknown or corrupt format)") from None
         except (OSError, SyntaxError, ValueError, EOFError, zlib.error) as exc:
             raise _decode_error(p, exc) from None
-        check_pixels(p, im.size, max_pixels)
-        return _decode(p, im, data)
+        with im:
+            check_pixels(p, im.size, max_pixels)
+            return _decode(p, im, head)
 
 
-def _decode(p: Path, im: Image.Image, data: bytes) -> Picture:
+def _decode(p: Path, im: Image.Image, head: bytes) -> Picture:
     fmt = im.format or ""
     frames = int(getattr(im, "n_frames", 1) or 1)
     if frames > 1:
@@ -203,12 +205,14 @@ def _decode(p: Path, im: Image.Image, data: bytes) -> Picture:
     alpha_from_color = False
     try:
         mode = im.mode
-        if fmt == "PNG" and png16.needs_png16(data) and not png16.png_header(data)[4]:
-            pixels, info = png16.decode(data)
+        if fmt == "PNG" and png16.needs_png16(head) and png16.png_header(head)[4]:
+            log.warning("%s: interlaced 16-bit colour PNGs are read at 8 bits (Pillow)", p)
+        if fmt == "PNG" and png16.needs_png16(head) and not png16.png_header(head)[4]:
+            pixels, info = png16.decode(p.read_bytes())
             icc = info.get("icc_profile", icc)
             alpha_from_color = pixels.shape[2] in (2, 4)
-        elif fmt == "TIFF" and tiff16.is_rgb16(im.tag_v2) and _tiff16_ok(p, im, data):
-            pixels = tiff16.decode(data, im.tag_v2, im.tag_v2._endian)
+        elif fmt == "TIFF" and tiff16.is_rgb16(im.tag_v2) and _tiff16_ok(p, im):
+            pixels = tiff16.decode(p.read_bytes(), im.tag_v2, im.tag_v2._endian)
             alpha_from_color = pixels.shape[2] == 4
         elif mode.startswith("I;16") or mode == "I":
             arr = np.asarray(im)
@@ -246,7 +250,7 @@ def _decode(p: Path, im: Image.Image, data: bytes) -> Picture:
     )
 
 
-def _tiff16_ok(p: Path, im: Image.Image, data: bytes) -> bool:
+def _tiff16_ok(p: Path, im: Image.Image) -> bool:
     """Whether tiff16 can decode this 16-bit RGB page; if not, say that Pillow reads it at 8 bits."""
     compression = im.tag_v2.get(tiff16.COMPRESSION, 1)
     supported = (

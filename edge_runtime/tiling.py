@@ -129,6 +129,7 @@ class Tiler:
         self._tile_f = np.zeros((t, t, c), np.float32)
         self._res = np.zeros((t, t, c), np.float32)
         self._weights = np.zeros((t, t), np.float32)
+        self._weighted = np.zeros((t, t, c), np.float32)
         self._band_in: np.ndarray | None = None
         self._raw: np.ndarray | None = None
 
@@ -201,7 +202,9 @@ class Tiler:
                 j0, j1 = max(0, -x0), min(t, self.width - x0)
                 np.multiply(wy[:, None], self.wx[c][None, :], out=weights)
                 wpart = weights[:, j0:j1]
-                acc[:, x0 + j0 : x0 + j1] += result[:, j0:j1] * wpart[..., None]
+                weighted = self._weighted[:, : j1 - j0]
+                np.multiply(result[:, j0:j1], wpart[..., None], out=weighted)
+                acc[:, x0 + j0 : x0 + j1] += weighted
                 wacc[:, x0 + j0 : x0 + j1] += wpart
                 done += 1
                 if progress is not None:
