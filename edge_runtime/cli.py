@@ -17,7 +17,7 @@ import numpy as np
 from . import errors
 from .api import RestorationModel, list_models, load_model, models_dirs
 from .backends import DEVICES
-from .errors import EdgeRestoreError, OutputWriteError, UsageError
+from .errors import EdgeRestoreError, MissingInputError, OutputWriteError, UsageError
 from .imageio import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_QUALITY,
@@ -36,6 +36,7 @@ PROG = "edge-restore"
 OUTPUT_SUFFIX = "_restored"
 COMPARE_SUFFIX = "_compare"
 _GLOB_CHARS = set("*?[")
+log = logging.getLogger("edge_runtime")
 
 DESCRIPTION = """\
 Restore (denoise / deblur) photos with an edge-restore model: a fully-int8 or float .tflite
@@ -57,9 +58,10 @@ outputs:
   *{OUTPUT_SUFFIX} / *{COMPARE_SUFFIX} outputs. Writes are atomic (temporary file + rename).
 
 exit codes:
-  0 all ok   1 usage error   2 a batch had failures (mixed reasons)   65 bad input image
+  0 all ok   1 usage error   2 partial batch failure (some inputs failed)   65 bad input image
   66 missing input   73 cannot write output   78 bad model or device
-  (a batch whose failures all share one reason exits with that reason's code)
+  (a single input, or a batch in which every input failed for one reason, exits with that
+  reason's code; a manifest that cannot be written makes an otherwise clean run exit 73)
 
 examples:
   {PROG} --model denoise photo.jpg                      # -> photo{OUTPUT_SUFFIX}.jpg
@@ -184,8 +186,10 @@ def expand_inputs(args_inputs: list[str], recursive: bool) -> list[tuple[Path, P
     for arg in args_inputs:
         path = Path(arg)
         if path.is_dir():
-            files = path.rglob("*") if recursive else path.iterdir()
-            found.extend((f, path) for f in _image_files(files))
+            files = _image_files(path.rglob("*") if recursive else path.iterdir())
+            if not files:
+                log.warning("no images found in %s%s", path, "" if recursive else " (use --recursive for sub-folders)")
+            found.extend((f, path) for f in files)
         elif path.exists() or not (_GLOB_CHARS & set(arg)):
             found.append((path, None))
         else:
@@ -350,6 +354,8 @@ def _main(argv: list[str] | None) -> int:
     if not args.inputs:
         parser.error("no INPUT given")
     inputs = expand_inputs(args.inputs, args.recursive)
+    if not inputs:
+        raise MissingInputError(f"no images found in {' '.join(args.inputs)}")
     jobs, usage = plan_outputs(inputs, args.output, args.compare, batch=is_batch(args.inputs))
     if usage:
         parser.error(usage)

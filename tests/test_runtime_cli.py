@@ -123,8 +123,13 @@ def test_batch_continues_past_bad_files_with_manifest(tmp_path, int8_model, caps
     assert (tmp_path / "good_restored.png").is_file() and not (tmp_path / "bad_restored.png").exists()
 
 
-def test_batch_with_one_reason_exits_with_that_code(tmp_path, int8_model):
+def test_batch_with_one_reason_exits_with_that_code(tmp_path, int8_model, capsys):
     assert _run("-m", int8_model, tmp_path / "x.png", tmp_path / "y.png") == 66
+    _image(tmp_path / "ok.png")
+    assert _run("-m", int8_model, tmp_path / "ok.png", tmp_path / "x.png") == 2  # partial
+    (tmp_path / "empty").mkdir()
+    assert _run("-m", int8_model, tmp_path / "empty") == 66
+    assert "no images found" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
