@@ -95,11 +95,14 @@ class PatchConfig:
 
 
 class PatchSampler:
-    """Random augmented patches of clean images with their degraded versions, keyed on step."""
+    """Random augmented patches of clean images with their degraded versions, keyed on step.
+
+    With no images at all, every patch is procedural dead leaves.
+    """
 
     def __init__(self, images: list[np.ndarray], degradation: DegradationConfig, cfg: PatchConfig, channels: int = 3) -> None:
         usable = [im for im in images if min(im.shape[:2]) >= cfg.patch]
-        if not usable and cfg.dead_leaves_prob < 1.0:
+        if images and not usable:
             raise ValueError(f"no training image is at least {cfg.patch} px on its shorter side")
         self.images = usable
         self.degradation = degradation

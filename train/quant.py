@@ -88,20 +88,32 @@ def weight_scale(weight: torch.Tensor) -> torch.Tensor:
     return weight.detach().abs().amax(dim=tuple(range(1, weight.dim()))).clamp(min=1e-8) / WEIGHT_QMAX
 
 
-def fake_quantize_weight(weight: torch.Tensor) -> torch.Tensor:
-    """Per-channel symmetric int8 fake quantization (straight-through gradient)."""
-    scale = weight_scale(weight).float()
+def _fake_quantize_per_channel(weight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    # ONNX only admits [-128, 127]; with scale = max|w|/127 no weight reaches -128, so this is
+    # exactly TFLite's narrow range [-127, 127].
     zero = torch.zeros_like(scale, dtype=torch.int32)
-    return torch.fake_quantize_per_channel_affine(weight, scale, zero, 0, -WEIGHT_QMAX, WEIGHT_QMAX)
+    return torch.fake_quantize_per_channel_affine(weight, scale, zero, 0, QMIN, QMAX)
 
 
 class QConv2d(nn.Conv2d):
-    """Conv2d whose weight is fake-quantized per output channel when its mode is not "off"."""
+    """Conv2d whose weight is fake-quantized per output channel in "quant" mode.
+
+    During training the scale follows the weight (max |w| / 127). For export, `freeze_weights`
+    stores the scales as constants so the ONNX graph holds a plain QuantizeLinear/DequantizeLinear
+    pair on each weight instead of the ops that compute the scale.
+    """
 
     mode = "off"
+    frozen_scale: torch.Tensor | None = None
+
+    def freeze_weights(self) -> None:
+        self.frozen_scale = weight_scale(self.weight).float()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = fake_quantize_weight(self.weight) if self.mode == "quant" else self.weight
+        weight = self.weight
+        if self.mode == "quant":
+            scale = weight_scale(weight).float() if self.frozen_scale is None else self.frozen_scale
+            weight = _fake_quantize_per_channel(weight, scale)
         return F.conv2d(x, weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
 
