@@ -123,7 +123,7 @@ class RestorationModel:
     def restore(self, image: np.ndarray, progress=None) -> np.ndarray:
         """Restore an image; returns the same dtype and shape.
 
-        image: (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) (alpha passed through); uint8, uint16 or
+        image: (H, W), (H, W, 1), (H, W, 3), or (H, W, 2) / (H, W, 4) with alpha (passed through); uint8, uint16 or
         float in [0, 1] (floats are clipped to [0, 1]). Gray goes through a colour model replicated
         to 3 channels and is averaged back. `progress(done, total)` is called after every tile.
         """
@@ -139,10 +139,10 @@ def _split(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, bool]:
         raise TypeError(f"image dtype {arr.dtype} is not supported (uint8, uint16 or float in [0, 1])")
     if arr.ndim == 2:
         return arr[..., None], None, True
-    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
-        raise ValueError(f"image shape {arr.shape} is not HxW, HxWx1, HxWx3 or HxWx4")
-    if arr.shape[2] == 4:
-        return arr[..., :3], arr[..., 3:], False
+    if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
+        raise ValueError(f"image shape {arr.shape} is not HxW or HxWxC with C in 1..4")
+    if arr.shape[2] in (2, 4):  # gray+alpha / RGBA: the last channel is alpha
+        return arr[..., :-1], arr[..., -1:], False
     return arr, None, False
 
 

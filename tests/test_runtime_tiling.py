@@ -174,3 +174,23 @@ def test_restore_tiled_with_plain_function():
     identity = lambda tile: tile  # noqa: E731
     image = np.random.default_rng(9).integers(0, 65536, (13, 17, 3), dtype=np.uint16)
     assert np.array_equal(restore_tiled(image, identity, 8, 2), image)
+
+
+def test_gray_model_runs_colour_images_channel_by_channel():
+    calls = []
+
+    def gray_model(tile):
+        assert tile.shape == (1, 8, 8, 1)
+        calls.append(1)
+        return 1.0 - tile
+
+    image = np.random.default_rng(10).random((10, 12, 3)).astype(np.float32)
+    out = restore_tiled(image, gray_model, 8, 2, model_channels=1)
+    assert np.allclose(out, 1.0 - image, atol=1e-6)
+    assert len(calls) == 3 * len(tile_starts(10, 8, 2)) * len(tile_starts(12, 8, 2))
+
+
+def test_gray_alpha_array_keeps_alpha(int8_model):
+    la = np.random.default_rng(11).integers(0, 256, (9, 13, 2), dtype=np.uint8)
+    out = load_model(int8_model).restore(la)
+    assert out.shape == la.shape and np.array_equal(out[..., 1], la[..., 1])
