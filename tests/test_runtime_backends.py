@@ -197,3 +197,10 @@ def test_runtime_sources_have_no_forbidden_imports():
             if stripped.startswith(forbidden):
                 # The single lazy TensorFlow fallback lives inside tflite_interpreter_module().
                 assert path.name == "backends.py" and line.startswith("        "), f"{path.name}:{number}: {line}"
+
+
+def test_onnx_without_onnxruntime_is_a_clear_error(model_dir, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(ModelError, match="onnxruntime is not installed"):
+        load_model(model_dir / "float_static.onnx")
+    assert load_model(model_dir / "float32.tflite").backend.kind == "tflite"  # TFLite needs no onnxruntime
