@@ -250,14 +250,16 @@ def _pad_to_multiple(img: np.ndarray, multiple: int) -> np.ndarray:
     return np.pad(img, ((0, ph), (0, pw), (0, 0)), mode="reflect") if ph or pw else img
 
 
-def torch_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+def torch_runner(path: Path, threads: int = 1) -> Callable[[np.ndarray], np.ndarray]:
     """Run a .pt checkpoint with torch: reflection-pad to the model's size multiple, restore, crop back.
 
-    A single-channel model restores each channel of a colour image separately.
+    A single-channel model restores each channel of a colour image separately. `threads` > 0 sets
+    torch's intra-op threads (0 leaves torch's default).
     """
     import torch
 
     from .checkpoint import load_restorer
+
 
     model, _ = load_restorer(path)
     multiple = model.cfg.size_multiple
@@ -272,16 +274,22 @@ def torch_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
         else:
             raise EvalError(f"{path.name}: a {channels}-channel model cannot restore a {c}-channel image")
         outs = []
-        with torch.no_grad():
-            for plane in planes:
-                x = torch.from_numpy(np.ascontiguousarray(_pad_to_multiple(plane, multiple).transpose(2, 0, 1)))[None]
-                outs.append(model(x)[0].numpy().transpose(1, 2, 0)[:h, :w])
+        previous = torch.get_num_threads()
+        if threads > 0:
+            torch.set_num_threads(threads)  # only for this call: the process-wide setting is restored
+        try:
+            with torch.no_grad():
+                for plane in planes:
+                    x = torch.from_numpy(np.ascontiguousarray(_pad_to_multiple(plane, multiple).transpose(2, 0, 1)))[None]
+                    outs.append(model(x)[0].numpy().transpose(1, 2, 0)[:h, :w])
+        finally:
+            torch.set_num_threads(previous)
         return np.concatenate(outs, axis=2).astype(np.float32)
 
     return run
 
 
-def runtime_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+def runtime_runner(path: Path, threads: int = 1) -> Callable[[np.ndarray], np.ndarray]:
     """Run a .onnx / .tflite model through the board runtime's `edge_runtime.api.load_model`."""
     try:
         from edge_runtime.api import load_model  # lazy: the runtime is optional for the classic baselines
@@ -289,13 +297,13 @@ def runtime_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
         raise EvalError(f"{path}: running .onnx/.tflite models needs edge_runtime.api.load_model, "
                         f"which is not available here ({exc}); .pt checkpoints run with torch") from None
     try:
-        model = load_model(str(path))
+        model = load_model(str(path), threads=threads if threads > 0 else None)
     except Exception as exc:  # noqa: BLE001 - the runtime reports invalid models with one-line errors
         raise EvalError(f"{path}: {exc}") from None
     return lambda img: np.asarray(model.restore(img), dtype=np.float32)
 
 
-def load_model_method(path: str | Path, name: str) -> Method:
+def load_model_method(path: str | Path, name: str, threads: int = 1) -> Method:
     p = Path(path)
     if not p.is_file():
         raise EvalError(f"model not found: {p}")
@@ -304,12 +312,12 @@ def load_model_method(path: str | Path, name: str) -> Method:
         from .checkpoint import CheckpointError
 
         try:
-            run = torch_runner(p)
+            run = torch_runner(p, threads)
         except CheckpointError as exc:
             raise EvalError(str(exc)) from None
         how = "torch"
     elif suffix in (".onnx", ".tflite"):
-        run = runtime_runner(p)
+        run = runtime_runner(p, threads)
         how = "edge_runtime"
     else:
         raise EvalError(f"{p}: unknown model type {suffix!r} (use .pt, .onnx or .tflite)")
@@ -454,6 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-images", type=int, default=None, metavar="N", help="use only the first N images (sorted by path)")
     p.add_argument("--crop", type=int, default=None, metavar="N", help="centre-crop every image to at most NxN (speed)")
     p.add_argument("--out", required=True, metavar="DIR", help="report folder (created)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="threads for OpenCV, torch and the edge runtime (default 1: every method on one core, so "
+                        "times compare per core; 0: each library's default)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -501,13 +512,26 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         except Exception as exc:  # noqa: BLE001 - any unreadable file is a clear input error
             raise EvalError(f"cannot read {p}: {exc}") from None
         images.append((str(p.relative_to(root)), centre_crop(img, args.crop)))
-    models = [load_model_method(p, n) for p, n in zip(args.model, _model_names(args.model))]
-    results_by_deg, examples = evaluate(images, degradations, requested, models, args.seed, progress=not args.no_progress)
+    if args.threads < 0:
+        raise EvalError("--threads must be >= 0")
+    models = [load_model_method(p, n, args.threads) for p, n in zip(args.model, _model_names(args.model))]
+    try:
+        import cv2
+    except ImportError:  # only the nlm-opencv methods need it; they fail clearly if used
+        cv2 = None
+    cv2_threads = cv2.getNumThreads() if cv2 is not None else 0
+    if cv2 is not None and args.threads > 0:
+        cv2.setNumThreads(args.threads)
+    try:
+        results_by_deg, examples = evaluate(images, degradations, requested, models, args.seed, progress=not args.no_progress)
+    finally:
+        if cv2 is not None:
+            cv2.setNumThreads(cv2_threads)
     results = {
         "tool": "edge-restore-eval",
         "config": {
             "clean_dir": str(args.clean), "seed": args.seed, "crop": args.crop, "max_images": args.max_images,
-            "blur_noise": args.blur_noise, "methods": requested, "models": list(args.model),
+            "blur_noise": args.blur_noise, "methods": requested, "models": list(args.model), "threads": args.threads,
             "command": "edge-restore-eval " + shlex.join(argv),
             "machine": f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPU(s), Python {platform.python_version()}",
         },

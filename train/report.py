@@ -74,7 +74,9 @@ def render_markdown(results: dict[str, Any], figures: dict[str, str]) -> str:
         "8-bit rounding noise: sqrt(sigma^2 + 1/12)) and, for deconvolution, the *true* blur kernel. "
         "Learned models get nothing but the degraded image.",
         f"- Time: wall-clock seconds of the method call per megapixel after an untimed warm-up, on "
-        f"{cfg['machine']}. Indicative only when the machine is shared.",
+        f"{cfg['machine']}, "
+        + (f"{cfg['threads']} thread(s) for OpenCV/torch/runtime" if cfg.get("threads") else "libraries' default threads")
+        + " (scikit-image, SciPy and numpy code here is single-threaded). Indicative only when the machine is shared.",
         "",
     ]
     for spec, deg in results["degradations"].items():
