@@ -1,0 +1,158 @@
+"""`edge-restore-parity` / `python -m export.verify`: the parity ladder on real images.
+
+Each stage is compared with the one before it on identical degraded tiles:
+
+  torch float      -> ONNX float      max |error|            (same weights, float maths)
+  ONNX float       -> TFLite float    max |error|
+  torch fake-quant -> ONNX QDQ        share within 1 int8 step
+  ONNX QDQ         -> TFLite INT8     share within 1 int8 step
+
+and PSNR against the clean tiles for every stage, so the INT8 model's cost in dB is visible.
+Runtimes are the board runtime's backends (edge_runtime.backends), so what is verified is what
+ships. Exit code 0 when every rung passes its threshold, 1 otherwise.
+
+Example:
+  python -m export.verify runs/denoise-qat/best.pt models/ --name denoise --images ../shared/datasets/Set14
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edge_runtime.backends import open_backend
+from edge_runtime.contract import PIXEL_MAX
+from edge_runtime.metrics import psnr
+from train.checkpoint import load_restorer
+from train.data import dead_leaves, list_images, load_image
+from train.degradations import DegradationConfig, degrade
+from train.quant import set_quant_mode
+
+STEP = 1.0 / PIXEL_MAX
+
+
+@dataclass
+class Rung:
+    """One comparison of the ladder."""
+
+    reference: str
+    candidate: str
+    metric: str
+    value: float
+    threshold: float
+    ok: bool
+
+
+def parity_tiles(image_dir: str | None, tile: int, channels: int, count: int, task: str, seed: int = 0
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(degraded, clean) NHWC tiles: centre crops of real images (dead leaves without a folder)."""
+    rng = np.random.default_rng(seed)
+    clean = []
+    paths = list_images(image_dir)[:count] if image_dir else []
+    for p in paths:
+        img = load_image(p, channels)
+        pad_h, pad_w = max(0, tile - img.shape[0]), max(0, tile - img.shape[1])
+        img = np.pad(img, ((0, pad_h), (0, pad_w), (0, 0)), mode="reflect")
+        y, x = (img.shape[0] - tile) // 2, (img.shape[1] - tile) // 2
+        clean.append(img[y : y + tile, x : x + tile])
+    while len(clean) < count:
+        clean.append(dead_leaves(tile, rng, channels))
+    deg = DegradationConfig(task=task, sigma_min=25.0, sigma_max=25.0, poisson_prob=0.0)
+    degraded = [degrade(c, deg, rng) for c in clean]
+    return np.stack(degraded).astype(np.float32), np.stack(clean).astype(np.float32)
+
+
+def run_torch(model: torch.nn.Module, tiles: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        out = model(torch.from_numpy(tiles.transpose(0, 3, 1, 2).copy())).numpy().transpose(0, 2, 3, 1)
+    return np.clip(out, 0.0, 1.0)
+
+
+def run_file(path: Path, tiles: np.ndarray) -> np.ndarray:
+    backend = open_backend(path, threads=None)
+    return np.concatenate([backend.run(t[None]).copy() for t in tiles])
+
+
+def _max_error(ref: np.ndarray, out: np.ndarray) -> float:
+    return float(np.abs(ref - out).max())
+
+
+def _within_one_step(ref: np.ndarray, out: np.ndarray) -> float:
+    return float(np.mean(np.abs(ref - out) <= STEP * 1.01))
+
+
+def parity_ladder(checkpoint: str, model_dir: str, name: str, image_dir: str | None = None, count: int = 4,
+                  float_tol: float = 1e-4, int8_share: float = 0.99) -> tuple[list[Rung], dict[str, float]]:
+    """Run every stage on the same tiles; returns the rungs and the PSNR of each stage."""
+    model, ckpt = load_restorer(checkpoint)
+    folder = Path(model_dir)
+    files = {k: folder / f"{name}_{k}" for k in ("float.onnx", "float.tflite", "qdq.onnx", "int8.tflite")}
+    missing = [str(p) for p in files.values() if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"missing exported files: {', '.join(missing)} (run `python -m export` first)")
+    tile = open_backend(files["int8.tflite"]).tile_size
+    task = ckpt.get("train_config", {}).get("degradation", {}).get("task", "denoise")
+    degraded, clean = parity_tiles(image_dir, tile, model.cfg.channels, count, task)
+
+    set_quant_mode(model, "off")
+    outputs = {"torch float": run_torch(model, degraded)}
+    set_quant_mode(model, "quant")
+    outputs["torch fake-quant"] = run_torch(model, degraded)
+    outputs["ONNX float"] = run_file(files["float.onnx"], degraded)
+    outputs["TFLite float"] = run_file(files["float.tflite"], degraded)
+    outputs["ONNX QDQ"] = run_file(files["qdq.onnx"], degraded)
+    outputs["TFLite INT8"] = run_file(files["int8.tflite"], degraded)
+
+    rungs = []
+    for ref, cand in (("torch float", "ONNX float"), ("ONNX float", "TFLite float")):
+        err = _max_error(outputs[ref], outputs[cand])
+        rungs.append(Rung(ref, cand, "max abs error", err, float_tol, err <= float_tol))
+    for ref, cand in (("torch fake-quant", "ONNX QDQ"), ("ONNX QDQ", "TFLite INT8")):
+        share = _within_one_step(outputs[ref], outputs[cand])
+        rungs.append(Rung(ref, cand, "share within 1 int8 step", share, int8_share, share >= int8_share))
+    quality = {"degraded input": psnr(degraded, clean)}
+    quality.update({k: psnr(np.round(v * PIXEL_MAX) / PIXEL_MAX, clean) for k, v in outputs.items()})
+    return rungs, quality
+
+
+def format_report(rungs: list[Rung], quality: dict[str, float]) -> str:
+    lines = [f"{'reference':<18}{'candidate':<15}{'metric':<27}{'value':>12}{'threshold':>12}  result"]
+    for r in rungs:
+        lines.append(f"{r.reference:<18}{r.candidate:<15}{r.metric:<27}{r.value:>12.6g}{r.threshold:>12.6g}  "
+                     f"{'PASS' if r.ok else 'FAIL'}")
+    lines.append("")
+    lines.append("PSNR against clean tiles (outputs rounded to 8 bits):")
+    lines.extend(f"  {k:<18}{v:7.2f} dB" for k, v in quality.items())
+    lines.append(f"  INT8 - float:     {quality['TFLite INT8'] - quality['torch float']:+7.2f} dB")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="edge-restore-parity", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", help="the QAT checkpoint the files were exported from")
+    p.add_argument("model_dir", help="folder with NAME_float.onnx, NAME_qdq.onnx, NAME_float.tflite, NAME_int8.tflite")
+    p.add_argument("--name", default="model", help="file name stem used at export (default %(default)s)")
+    p.add_argument("--images", default=None, help="folder of clean photos (default: dead-leaves tiles)")
+    p.add_argument("--count", type=int, default=4, help="tiles to compare (default %(default)s)")
+    p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    args = p.parse_args(argv)
+    try:
+        rungs, quality = parity_ladder(args.checkpoint, args.model_dir, args.name, args.images, args.count)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"edge-restore-parity: error: {exc}", file=sys.stderr)
+        return 1
+    print(format_report(rungs, quality))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rungs": [asdict(r) for r in rungs], "psnr": quality}, indent=1))
+    return 0 if all(r.ok for r in rungs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
