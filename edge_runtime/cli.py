@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import glob
 import json
 import logging
 import os
+import re
+import signal
+import stat
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -15,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from . import errors
-from .api import RestorationModel, list_models, load_model, models_dirs
+from .api import RestorationModel, list_models, load_model, models_dirs, resolve_model
 from .backends import DEVICES
-from .errors import EdgeRestoreError, MissingInputError, OutputWriteError, UsageError
+from .errors import EdgeRestoreError, MissingInputError, ModelError, OutputWriteError, UsageError
 from .imageio import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_QUALITY,
@@ -54,12 +59,23 @@ outputs:
   By default each INPUT.ext is written beside it as INPUT{OUTPUT_SUFFIX}.ext (GIF -> .png).
   -o is a file for a single input, or a directory for several (created if missing; folder
   inputs keep their sub-folder layout). Inputs are never overwritten; an existing output is
-  refused unless --overwrite. Directory and glob inputs skip hidden files and earlier
-  *{OUTPUT_SUFFIX} / *{COMPARE_SUFFIX} outputs. Writes are atomic (temporary file + rename).
+  refused unless --overwrite, or skipped as already done with --resume. Directory and glob
+  inputs skip hidden files, earlier *{OUTPUT_SUFFIX} / *{COMPARE_SUFFIX} outputs, and (with a
+  warning) FIFOs, devices and broken or looping symbolic links. Writes are atomic (temporary
+  file + rename): an output name holds a complete image or nothing. Output folders are checked
+  for writing before the model is loaded.
 
-exit codes:
+interrupting:
+  SIGINT (Ctrl-C) or SIGTERM stops a batch at the next tile: the file in progress is abandoned
+  (nothing is written for it), the --json manifest is still written (status ok / error /
+  skipped / interrupted / pending), and the exit code is 130 (SIGINT) or 143 (SIGTERM). Rerun
+  the same command with --resume to finish: finished files are skipped. A second signal stops
+  at once. Temporary files left by a run that was killed outright are removed by the next run.
+
+exit codes (docs/exit-codes.md):
   0 all ok   1 usage error   2 partial batch failure (some inputs failed)   65 bad input image
   66 missing input   73 cannot write output   78 bad model or device
+  130 interrupted by SIGINT   143 interrupted by SIGTERM
   (a single input, or a batch in which every input failed for one reason, exits with that
   reason's code; a manifest that cannot be written makes an otherwise clean run exit 73)
 
@@ -120,6 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="PATH", help="output file (single input) or directory (several inputs)")
     p.add_argument("-r", "--recursive", action="store_true", help="descend into sub-directories of directory inputs ('**' in globs)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (inputs are never overwritten)")
+    p.add_argument(
+        "--resume", "--skip-existing", dest="resume", action="store_true",
+        help="skip inputs whose outputs already exist, reporting them as 'skipped (already done)': "
+        "rerun an interrupted batch with it",
+    )
     p.add_argument("--quality", type=_quality, default=DEFAULT_QUALITY, metavar="Q", help=f"JPEG/WebP quality 1-100 (default {DEFAULT_QUALITY})")
     p.add_argument(
         "--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS, metavar="N",
@@ -142,7 +163,7 @@ class Job:
     input: Path
     output: Path | None = None
     compare: Path | None = None
-    status: str = "pending"  # ok | error
+    status: str = "pending"  # ok | error | skipped | interrupted | pending
     error: str = ""
     exit_code: int = 0
     seconds: float = 0.0
@@ -159,18 +180,50 @@ class Job:
         }
 
 
+def _resolve(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # symlink loops
+        return path.absolute()
+
+
 def _is_own_output(path: Path) -> bool:
     return path.stem.endswith((OUTPUT_SUFFIX, COMPARE_SUFFIX))
 
 
+def _special_kind(path: Path) -> str | None:
+    """Why an image-named directory entry cannot be read as a file, or None if it is a regular file."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        if path.is_symlink():
+            return "a symbolic link loop" if exc.errno == errno.ELOOP else "a broken symbolic link"
+        return f"unreadable ({exc.strerror or exc})"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
 def _image_files(paths, include_hidden: bool = False) -> list[Path]:
+    """Image files among `paths`; FIFOs, devices and bad links are skipped with a warning (never opened)."""
     out = []
     for path in paths:
-        if not path.is_file() or path.suffix.lower() not in INPUT_EXTENSIONS:
+        if path.suffix.lower() not in INPUT_EXTENSIONS:
             continue
         if not include_hidden and path.name.startswith("."):
             continue
         if _is_own_output(path):
+            continue
+        kind = _special_kind(path)
+        if kind is not None:
+            if kind != "a directory":
+                log.warning("skipping %s: %s, not an image file", path, kind)
             continue
         out.append(path)
     return sorted(out)
@@ -199,7 +252,7 @@ def expand_inputs(args_inputs: list[str], recursive: bool) -> list[tuple[Path, P
     seen: set[Path] = set()
     unique = []
     for path, root in found:
-        key = path.resolve()
+        key = _resolve(path)
         if key not in seen:
             seen.add(key)
             unique.append((path, root))
@@ -252,22 +305,154 @@ def plan_outputs(
     return jobs, None
 
 
-def check_outputs(jobs: list[Job], overwrite: bool) -> None:
-    """Fail (per job) outputs that would overwrite an input, collide, or exist without --overwrite."""
-    input_keys = {j.input.resolve() for j in jobs}
+def check_outputs(jobs: list[Job], overwrite: bool, resume: bool = False) -> None:
+    """Fail (per job) outputs that would overwrite an input, collide, or exist without --overwrite.
+
+    With `resume`, a job whose outputs all exist is marked 'skipped' (already done): writes are
+    atomic, so an existing output is complete.
+    """
+    input_keys = {_resolve(j.input) for j in jobs}
     claimed: set[Path] = set()
     for job in jobs:
-        for dst in (job.output, job.compare):
-            if dst is None or job.status == "error":
+        outputs = [d for d in (job.output, job.compare) if d is not None]
+        for dst in outputs:
+            if job.status == "error":
                 continue
-            key = dst.resolve()
+            key = _resolve(dst)
             if key in input_keys:
                 _fail(job, OutputWriteError(f"refusing to overwrite input {dst}"))
             elif key in claimed:
                 _fail(job, OutputWriteError(f"{dst} is already the output of another input"))
-            elif dst.exists() and not overwrite:
-                _fail(job, OutputWriteError(f"output {dst} exists (use --overwrite to replace it)"))
+            elif os.path.lexists(dst) and not (overwrite or resume):
+                _fail(job, OutputWriteError(
+                    f"output {dst} exists (use --resume to skip finished files or --overwrite to replace it)"
+                ))
             claimed.add(key)
+        if resume and job.status == "pending" and outputs and all(os.path.lexists(d) for d in outputs):
+            job.status = "skipped"
+
+
+_PROBE_PREFIX = ".edge-restore-probe."
+
+
+def _writable_folder(folder: Path) -> str | None:
+    """None if a file can be created in `folder` (or where it would be created), else the reason."""
+    probe_dir = folder
+    while not probe_dir.exists():
+        if probe_dir.parent == probe_dir:
+            break
+        probe_dir = probe_dir.parent
+    if not probe_dir.is_dir():
+        return f"{probe_dir} is not a folder"
+    try:
+        fd, name = tempfile.mkstemp(prefix=_PROBE_PREFIX, dir=probe_dir)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    os.close(fd)
+    os.unlink(name)
+    return None
+
+
+def preflight_outputs(jobs: list[Job], manifest: Path | None) -> None:
+    """Check every output folder can be written before any heavy work (exit 73 if none can).
+
+    Jobs writing to a folder that cannot be written fail with OutputWriteError; an unwritable
+    manifest folder raises OutputWriteError for the whole run.
+    """
+    verdict: dict[Path, str | None] = {}
+
+    def check(folder: Path) -> str | None:
+        if folder not in verdict:
+            verdict[folder] = _writable_folder(folder)
+        return verdict[folder]
+
+    if manifest is not None:
+        why = check(manifest.parent)
+        if why:
+            raise OutputWriteError(f"cannot write manifest {manifest}: {why}")
+    for job in jobs:
+        if job.status != "pending":
+            continue
+        for dst in (job.output, job.compare):
+            if dst is not None and (why := check(dst.parent)):
+                _fail(job, OutputWriteError(f"cannot write {dst}: folder {dst.parent} is not writable ({why})"))
+                break
+
+
+def _stale_temp_pattern(target: Path) -> re.Pattern:
+    # atomic_write's temporary name: ".<name>.<8 random chars>.tmp" (tempfile.mkstemp)
+    return re.compile(r"\." + re.escape(target.name) + r"\.[A-Za-z0-9_]{8}\.tmp")
+
+
+def remove_stale_temps(targets: list[Path]) -> int:
+    """Remove temporary files a killed run left beside these outputs; returns how many."""
+    removed = 0
+    by_folder: dict[Path, list[Path]] = {}
+    for target in targets:
+        by_folder.setdefault(target.parent, []).append(target)
+    for folder, names in by_folder.items():
+        try:
+            entries = [e for e in os.scandir(folder) if e.name.endswith(".tmp") and e.name.startswith(".")]
+        except OSError:
+            continue
+        patterns = [_stale_temp_pattern(t) for t in names]
+        for entry in entries:
+            if any(pat.fullmatch(entry.name) for pat in patterns) and entry.is_file(follow_symlinks=False):
+                try:
+                    os.unlink(entry.path)
+                    removed += 1
+                except OSError:
+                    pass
+    if removed:
+        log.warning("removed %d temporary file(s) left by an earlier run that was killed", removed)
+    return removed
+
+
+class Interrupted(BaseException):
+    """Raised at the next safe point after SIGINT/SIGTERM (a BaseException: no handler swallows it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+class StopSignals:
+    """While active, SIGINT/SIGTERM only ask the batch to stop at the next check(); a second one stops at once."""
+
+    SIGNALS = tuple(s for s in (getattr(signal, "SIGINT", None), getattr(signal, "SIGTERM", None)) if s is not None)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, object] = {}
+
+    def _handler(self, signum, frame) -> None:
+        if self.signum is not None:
+            raise Interrupted(signum)
+        self.signum = signum
+
+    def check(self) -> None:
+        if self.signum is not None:
+            raise Interrupted(self.signum)
+
+    def __enter__(self) -> "StopSignals":
+        try:
+            for sig in self.SIGNALS:
+                self._old[sig] = signal.signal(sig, self._handler)
+        except ValueError:  # not the main thread: leave signals alone
+            pass
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
 
 
 def _fail(job: Job, exc: EdgeRestoreError) -> None:
@@ -353,31 +538,68 @@ def _main(argv: list[str] | None) -> int:
         parser.error("--model is required (a .tflite/.onnx path or a short name; see --list-models)")
     if not args.inputs:
         parser.error("no INPUT given")
+    if args.resume and args.overwrite:
+        parser.error("--resume and --overwrite exclude each other")
+    model_path = resolve_model(args.model)  # a missing model is reported (78) before anything else
+    if not model_path.is_file():
+        raise ModelError(f"model not found: {model_path}" if not model_path.exists() else f"model is not a file: {model_path}")
+    args.model = str(model_path)
     inputs = expand_inputs(args.inputs, args.recursive)
     if not inputs:
         raise MissingInputError(f"no images found in {' '.join(args.inputs)}")
     jobs, usage = plan_outputs(inputs, args.output, args.compare, batch=is_batch(args.inputs))
     if usage:
         parser.error(usage)
-    check_outputs(jobs, args.overwrite)
+    check_outputs(jobs, args.overwrite, args.resume)
+    manifest_path = Path(args.json) if args.json else None
+    # Cheap checks first: no model is loaded for a run that cannot write anything.
+    preflight_outputs(jobs, manifest_path)
+    remove_stale_temps([d for j in jobs for d in (j.output, j.compare) if d is not None]
+                       + ([manifest_path] if manifest_path else []))
 
-    model = load_model(args.model, threads=args.threads, device=args.device, cpu_fallback=args.cpu_fallback, overlap=args.tile_overlap)
+    with StopSignals() as stop:
+        try:
+            return _run_jobs(args, jobs, manifest_path, stop)
+        except Interrupted as exc:  # a signal before the batch loop (model loading)
+            print(f"{PROG}: interrupted by {exc.name} before any file was processed", file=sys.stderr)
+            return exc.exit_code
+
+
+def _run_jobs(args: argparse.Namespace, jobs: list[Job], manifest_path: Path | None, stop: StopSignals) -> int:
+    pending = [j for j in jobs if j.status == "pending"]
+    model = None
+    if pending:
+        model = load_model(args.model, threads=args.threads, device=args.device, cpu_fallback=args.cpu_fallback,
+                           overlap=args.tile_overlap)
+    stop.check()
 
     show = not args.quiet
     bar = ProgressBar(len(jobs), enabled=None if (show and len(jobs) > 1) else False)
     started = time.perf_counter()
+    interrupted: Interrupted | None = None
     for index, job in enumerate(jobs):
         if job.status == "error":
             print(f"{PROG}: error: {job.error}", file=sys.stderr)
             continue
+        if job.status == "skipped":
+            if show:
+                print(f"{PROG}: skipped, already done: {job.input} -> {job.output}", file=sys.stderr)
+            continue
         t0 = time.perf_counter()
 
         def tile_progress(done: int, total: int, index: int = index, name: str = job.input.name) -> None:
+            stop.check()
             bar.update(index + done / total, name)
 
         try:
+            stop.check()
+            assert model is not None
             restore_file(model, job, args.quality, args.max_pixels, progress=tile_progress)
             job.status = "ok"
+        except Interrupted as exc:
+            interrupted = exc
+            job.status, job.error = "interrupted", f"abandoned: interrupted by {exc.name}; rerun with --resume"
+            job.exit_code = exc.exit_code
         except EdgeRestoreError as exc:
             _fail(job, exc)
         except MemoryError:
@@ -386,6 +608,8 @@ def _main(argv: list[str] | None) -> int:
             _fail(job, EdgeRestoreError(f"{job.input}: unexpected {type(exc).__name__}: {exc}"))
             job.exit_code = errors.EXIT_BAD_IMAGE
         job.seconds = time.perf_counter() - t0
+        if interrupted is not None:
+            break
         if job.status == "error":
             bar.close()  # keep the message on its own line
             print(f"{PROG}: error: {job.error}", file=sys.stderr)
@@ -397,18 +621,25 @@ def _main(argv: list[str] | None) -> int:
 
     ok = [j for j in jobs if j.status == "ok"]
     failed = [j for j in jobs if j.status == "error"]
-    if len(jobs) > 1:
-        print(f"{PROG}: {len(ok)} of {len(jobs)} restored, {len(failed)} failed, {wall:.1f}s", file=sys.stderr)
+    skipped = [j for j in jobs if j.status == "skipped"]
+    if len(jobs) > 1 or interrupted is not None:
+        extra = f", {len(skipped)} skipped (already done)" if skipped else ""
+        print(f"{PROG}: {len(ok)} of {len(jobs)} restored, {len(failed)} failed{extra}, {wall:.1f}s", file=sys.stderr)
         for job in failed:
             print(f"  failed: {job.error}", file=sys.stderr)
 
-    bench = _benchmark(model, ok, wall) if args.benchmark else None
+    bench = _benchmark(model, ok, wall) if args.benchmark and model is not None else None
     if bench is not None:
         _print_benchmark(bench)
     manifest_ok = True
-    if args.json:
-        manifest_ok = _write_manifest(Path(args.json), model, jobs, wall, bench)
+    if manifest_path is not None:
+        manifest_ok = _write_manifest(manifest_path, args.model, model, jobs, wall, bench, interrupted)
 
+    if interrupted is not None:
+        left = sum(j.status in ("pending", "interrupted") for j in jobs)
+        print(f"{PROG}: interrupted by {interrupted.name}: {left} file(s) not done; "
+              "rerun the same command with --resume to finish", file=sys.stderr)
+        return interrupted.exit_code
     if not failed:
         return errors.EXIT_OK if manifest_ok else errors.EXIT_CANT_WRITE
     codes = {j.exit_code for j in failed}
@@ -448,17 +679,24 @@ def _print_benchmark(b: dict) -> None:
     )
 
 
-def _write_manifest(path: Path, model: RestorationModel, jobs: list[Job], wall: float, bench: dict | None) -> bool:
+def _write_manifest(
+    path: Path, model_arg: str, model: RestorationModel | None, jobs: list[Job], wall: float, bench: dict | None,
+    interrupted: Interrupted | None = None,
+) -> bool:
     manifest = {
-        "model": str(model.path),
-        "contract": asdict(model.contract),
+        "model": str(model.path) if model is not None else str(model_arg),
+        "contract": asdict(model.contract) if model is not None else None,
         "files": [j.manifest() for j in jobs],
         "summary": {
             "total": len(jobs),
             "ok": sum(j.status == "ok" for j in jobs),
             "failed": sum(j.status == "error" for j in jobs),
+            "skipped": sum(j.status == "skipped" for j in jobs),
+            "interrupted": sum(j.status == "interrupted" for j in jobs),
+            "pending": sum(j.status == "pending" for j in jobs),
             "seconds": round(wall, 4),
         },
+        "interrupted_by": interrupted.name if interrupted is not None else None,
         "benchmark": bench,
     }
     text = json.dumps(manifest, indent=2, default=str) + "\n"

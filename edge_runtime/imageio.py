@@ -16,16 +16,26 @@ Rules (also in `edge-restore --help`):
   profile is dropped, with a warning); YCbCr/LAB/HSV become RGB; 1-bit becomes 8-bit gray.
 * Multi-frame files (GIF, APNG, multi-page TIFF): only the first frame is restored, with a warning.
 * Decompression bombs: the pixel count is checked from the header before any pixel is decoded
-  (default cap 50 megapixels).
+  (default cap 50 megapixels, about 150 MB decoded at 8 bits; raise it with --max-pixels), and
+  the zlib streams the runtime inflates itself (16-bit PNG/TIFF, ICC) are inflated with a bound.
+* Hostile files: only regular files are opened (FIFOs, devices and symlink loops are refused
+  without blocking); only the formats in ALLOWED_FORMATS are ever identified, so no plugin that
+  runs an external program (EPS -> Ghostscript) can be reached; a file whose content is another
+  allowed format than its extension says is read by content, with a warning; 0-pixel images are
+  refused; a malformed EXIF block or orientation tag is skipped with a warning. Every failure is
+  a MissingInputError (66) or InputImageError (65) with one line.
 * Writes are atomic: a temporary file in the output folder, then os.replace(); the temporary file
   is removed on any failure.
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import logging
 import os
+import stat
+import struct
 import tempfile
 import warnings
 import zlib
@@ -53,6 +63,27 @@ FORMATS = {
 }
 #: Extensions picked up when an input is a directory.
 INPUT_EXTENSIONS = frozenset(FORMATS) | {".gif", ".apng"}
+#: The only Pillow formats ever identified on input (multi-picture camera JPEGs come back as MPO).
+#: Everything else (EPS, PDF, PSD, ICO, ...) is refused before a plugin touches it.
+ALLOWED_FORMATS = ("PNG", "JPEG", "TIFF", "WEBP", "BMP", "GIF")
+#: What each input extension should contain (a mismatch is read by content, with a warning).
+_EXTENSION_FORMATS = {
+    ".png": {"PNG"}, ".apng": {"PNG"}, ".jpg": {"JPEG", "MPO"}, ".jpeg": {"JPEG", "MPO"}, ".jpe": {"JPEG", "MPO"},
+    ".jfif": {"JPEG", "MPO"}, ".tif": {"TIFF"}, ".tiff": {"TIFF"}, ".webp": {"WEBP"}, ".bmp": {"BMP"}, ".gif": {"GIF"},
+}
+# Formats that are recognised only to name them in the refusal message.
+_REFUSED_MAGIC = (
+    (b"%!PS", "PostScript/EPS"), (b"\xc5\xd0\xd3\xc6", "EPS"), (b"%PDF", "PDF"), (b"8BPS", "Photoshop PSD"),
+    (b"<?xml", "XML/SVG"), (b"<svg", "SVG"), (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"), (b"\xffO\xffQ", "JPEG 2000"),
+    (b"gimp xcf", "GIMP XCF"), (b"\x76\x2f\x31\x01", "OpenEXR"),
+)
+#: Bound on any zlib stream the runtime inflates itself outside the pixel data (ICC profiles).
+MAX_METADATA_BYTES = 16 * 1024 * 1024
+#: Fuzzing aid: when True, an exception type read_image does not expect is re-raised as is
+#: instead of becoming an InputImageError, so a fuzzer can see it (scripts/fuzz.py sets it).
+STRICT_ERRORS = False
+# What a decoder may raise on a corrupt file; all of them mean "bad input image" (65).
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, zlib.error, IndexError, struct.error)
 _ICC_FORMATS = {"PNG", "JPEG", "TIFF", "WEBP"}
 _EXIF_FORMATS = {"PNG", "JPEG", "TIFF", "WEBP"}
 _DPI_FORMATS = {"PNG", "JPEG", "TIFF"}
@@ -118,20 +149,32 @@ def apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
 
 
 @contextmanager
-def _pixel_limit_disabled():
-    """Pillow's own bomb check is global and fixed; ours (per call, --max-pixels) replaces it."""
+def _pixel_limit_disabled(path: Path | None = None):
+    """Pillow's own bomb check is global and fixed; ours (per call, --max-pixels) replaces it.
+
+    Pillow's own warnings about a file (corrupt EXIF, truncated metadata) are collected and
+    logged as one-line warnings naming the file, at most three of them.
+    """
     old = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            yield
+            try:
+                yield
+            finally:
+                messages = list(dict.fromkeys(" ".join(str(w.message).split()) for w in caught))
+                for text in messages[:3]:
+                    log.warning("%s: %s", path, text[:200])
     finally:
         Image.MAX_IMAGE_PIXELS = old
 
 
 def check_pixels(path: Path, size: tuple[int, int], max_pixels: int | None) -> None:
     w, h = size
+    if w < 1 or h < 1:
+        raise InputImageError(f"{path}: image has no pixels ({w}x{h})")
     if max_pixels and w * h > max_pixels:
         raise InputImageError(
             f"{path}: {w}x{h} = {w * h:,} pixels exceeds the limit of {max_pixels:,} pixels "
@@ -155,40 +198,145 @@ def _clean_exif(exif: Image.Exif, source_format: str) -> Image.Exif | None:
     return exif if (len(exif) or has_sub) else None
 
 
+def _safe_exif(p: Path, exif: Image.Exif, source_format: str) -> Image.Exif | None:
+    """The EXIF to copy to the output, or None (with a warning) if it cannot be re-encoded."""
+    try:
+        clean = _clean_exif(exif, source_format)
+        if clean is not None:
+            clean.tobytes()  # proves it can be written back
+        return clean
+    except Exception as exc:  # malformed EXIF has no fixed exception type; it must not lose the photo
+        log.warning("%s: EXIF is malformed (%s) and is not copied", p, type(exc).__name__)
+        return None
+
+
+def _orientation(p: Path, exif: Image.Exif) -> int:
+    """EXIF orientation 1..8; anything else is ignored (with a warning) and the pixels are used as stored."""
+    raw = exif.get(ORIENTATION_TAG, 1)
+    value = raw[0] if isinstance(raw, (tuple, list)) and len(raw) == 1 else raw
+    if isinstance(value, int) and 1 <= value <= 8:
+        return value
+    if value not in (0, None):  # 0 is a common "unknown"
+        log.warning("%s: EXIF orientation %.40r is invalid; the image is used as stored", p, raw)
+    return 1
+
+
 def _decode_error(path: Path, exc: BaseException) -> InputImageError:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return InputImageError(f"{path}: cannot decode image ({text})")
+    return InputImageError(f"{path}: cannot decode image ({text[:200]})")
+
+
+def _unexpected(path: Path, exc: Exception) -> InputImageError:
+    if STRICT_ERRORS:
+        raise exc
+    return InputImageError(f"{path}: cannot decode image (unexpected {type(exc).__name__} in the decoder)")
+
+
+def _open_regular(p: Path) -> BinaryIO:
+    """Open a regular file for reading, never blocking on a FIFO or touching a device."""
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        raise MissingInputError(f"input not found: {p}") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise MissingInputError(f"input is a symbolic link loop: {p}") from None
+        raise MissingInputError(f"cannot read {p}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file (FIFO, socket or device)"
+        raise MissingInputError(f"input is {kind}: {p}")
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(p, flags)
+    except OSError as exc:
+        raise MissingInputError(f"cannot read {p}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped since the stat() above
+        os.close(fd)
+        raise MissingInputError(f"input is not a regular file: {p}")
+    return os.fdopen(fd, "rb")
+
+
+def _refused_format(head: bytes) -> str | None:
+    if len(head) >= 12 and head[4:8] == b"ftyp":
+        return "HEIF/AVIF"
+    stripped = head.lstrip()
+    for magic, name in _REFUSED_MAGIC:
+        if head.startswith(magic) or stripped.startswith(magic):
+            return name
+    return None
+
+
+def _declared_size(head: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG, GIF or BMP header, to name the problem when Pillow refuses it."""
+    if head.startswith(png16.SIGNATURE) and len(head) >= 24 and head[12:16] == b"IHDR":
+        return struct.unpack(">II", head[16:24])
+    if head[:6] in (b"GIF87a", b"GIF89a") and len(head) >= 10:
+        return struct.unpack("<HH", head[6:10])
+    if head[:2] == b"BM" and len(head) >= 26:
+        w, h = struct.unpack("<ii", head[18:26])
+        return abs(w), abs(h)
+    return None
 
 
 def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Picture:
     """Decode an image file into a Picture (see the module docstring for the rules).
 
-    Raises MissingInputError if the file does not exist, InputImageError if it is not an image,
-    is truncated or corrupt, or has more than `max_pixels` pixels (checked before decoding).
+    Raises MissingInputError if the file does not exist or is not a regular file, InputImageError
+    if it is empty, not an image of an allowed format, truncated or corrupt, has no pixels, or has
+    more than `max_pixels` pixels (checked from the header, before decoding).
     """
     p = Path(path)
-    if not p.exists():
-        raise MissingInputError(f"input not found: {p}")
-    if not p.is_file():
-        raise MissingInputError(f"input is not a file: {p}")
-    try:
-        with open(p, "rb") as fh:
-            head = fh.read(64)
-    except OSError as exc:
-        raise MissingInputError(f"cannot read {p}: {exc.strerror or exc}") from None
-    with _pixel_limit_disabled():
+    with _open_regular(p) as fh:
         try:
-            im = Image.open(p)  # lazy: reads the header only
-        except UnidentifiedImageError:
-            raise InputImageError(f"{p}: not a readable image (unknown or corrupt format)") from None
-        except (OSError, SyntaxError, ValueError, EOFError, zlib.error) as exc:
-            raise _decode_error(p, exc) from None
-        with im:
-            check_pixels(p, im.size, max_pixels)
-            return _decode(p, im, head)
+            head = fh.read(64)
+            fh.seek(0)
+        except OSError as exc:
+            raise MissingInputError(f"cannot read {p}: {exc.strerror or exc}") from None
+        if not head:
+            raise InputImageError(f"{p}: empty file (0 bytes)")
+        refused = _refused_format(head)
+        if refused:
+            raise InputImageError(
+                f"{p}: {refused} files are not accepted (allowed: {', '.join(ALLOWED_FORMATS)})"
+            )
+        with _pixel_limit_disabled(p):
+            try:
+                im = Image.open(fh, formats=ALLOWED_FORMATS)  # lazy: reads the header only
+            except UnidentifiedImageError:
+                size = _declared_size(head)
+                if size is not None and min(size) == 0:
+                    raise InputImageError(f"{p}: image has no pixels ({size[0]}x{size[1]})") from None
+                raise InputImageError(
+                    f"{p}: not a readable image (unknown or corrupt format; allowed: {', '.join(ALLOWED_FORMATS)})"
+                ) from None
+            except _DECODE_ERRORS as exc:
+                raise _decode_error(p, exc) from None
+            except MemoryError:
+                raise
+            except Exception as exc:
+                raise _unexpected(p, exc) from None
+            with im:
+                check_pixels(p, im.size, max_pixels)
+                expected = _EXTENSION_FORMATS.get(p.suffix.lower())
+                if expected and im.format not in expected:
+                    log.warning("%s: the file is %s, not what its %s extension says; read as %s",
+                                p, im.format, p.suffix, im.format)
+                try:
+                    return _decode(p, im, head, fh)
+                except (InputImageError, MemoryError):
+                    raise
+                except (png16.PngError, tiff16.TiffError, *_DECODE_ERRORS) as exc:
+                    raise _decode_error(p, exc) from None
+                except Exception as exc:
+                    raise _unexpected(p, exc) from None
 
 
-def _decode(p: Path, im: Image.Image, head: bytes) -> Picture:
+def _whole_file(fh: BinaryIO) -> bytes:
+    fh.seek(0)
+    return fh.read()
+
+
+def _decode(p: Path, im: Image.Image, head: bytes, fh: BinaryIO) -> Picture:
     fmt = im.format or ""
     frames = int(getattr(im, "n_frames", 1) or 1)
     if frames > 1:
@@ -199,42 +347,40 @@ def _decode(p: Path, im: Image.Image, head: bytes) -> Picture:
     except Exception:  # a broken EXIF block must not lose the photo
         log.warning("%s: EXIF is unreadable and is not copied", p)
         exif = Image.Exif()
-    orientation = int(exif.get(ORIENTATION_TAG, 1) or 1)
+    orientation = _orientation(p, exif)
     icc = im.info.get("icc_profile") or None
+    if icc is not None and not isinstance(icc, bytes):
+        icc = None
     dpi = im.info.get("dpi")
     alpha_from_color = False
-    try:
-        mode = im.mode
-        if fmt == "PNG" and png16.needs_png16(head) and png16.png_header(head)[4]:
-            log.warning("%s: interlaced 16-bit colour PNGs are read at 8 bits (Pillow)", p)
-        if fmt == "PNG" and png16.needs_png16(head) and not png16.png_header(head)[4]:
-            pixels, info = png16.decode(p.read_bytes())
-            icc = info.get("icc_profile", icc)
-            alpha_from_color = pixels.shape[2] in (2, 4)
-        elif fmt == "TIFF" and tiff16.is_rgb16(im.tag_v2) and _tiff16_ok(p, im):
-            pixels = tiff16.decode(p.read_bytes(), im.tag_v2, im.tag_v2._endian)
-            alpha_from_color = pixels.shape[2] == 4
-        elif mode.startswith("I;16") or mode == "I":
-            arr = np.asarray(im)
-            if mode == "I" and (arr.min(initial=0) < 0 or arr.max(initial=0) > 65535):
-                raise InputImageError(f"{p}: 32-bit integer images are not supported")
-            pixels = arr.astype(np.uint16)[..., None]
-        elif mode == "F":
-            raise InputImageError(f"{p}: 32-bit float images are not supported")
-        else:
-            if mode == "CMYK" and icc:
-                log.warning("%s: CMYK converted to RGB; its CMYK ICC profile is not copied", p)
-                icc = None
-            im = im.convert(_target_mode(im))
-            pixels = np.asarray(im)
-            pixels = pixels[..., None] if pixels.ndim == 2 else pixels
-            alpha_from_color = pixels.shape[2] in (2, 4)
-    except InputImageError:
-        raise
-    except (png16.PngError, tiff16.TiffError) as exc:
-        raise _decode_error(p, exc) from None
-    except (OSError, SyntaxError, ValueError, EOFError, zlib.error, IndexError) as exc:
-        raise _decode_error(p, exc) from None
+    mode = im.mode
+    if fmt == "PNG" and png16.needs_png16(head) and png16.png_header(head)[4]:
+        log.warning("%s: interlaced 16-bit colour PNGs are read at 8 bits (Pillow)", p)
+    if fmt == "PNG" and png16.needs_png16(head) and not png16.png_header(head)[4]:
+        pixels, info = png16.decode(_whole_file(fh))
+        icc = info.get("icc_profile", icc)
+        alpha_from_color = pixels.shape[2] in (2, 4)
+    elif fmt == "TIFF" and tiff16.is_rgb16(im.tag_v2) and _tiff16_ok(p, im):
+        pixels = tiff16.decode(_whole_file(fh), im.tag_v2, im.tag_v2._endian)
+        alpha_from_color = pixels.shape[2] == 4
+    elif mode.startswith("I;16") or mode == "I":
+        arr = np.asarray(im)
+        if mode == "I" and (arr.min(initial=0) < 0 or arr.max(initial=0) > 65535):
+            raise InputImageError(f"{p}: 32-bit integer images are not supported")
+        pixels = arr.astype(np.uint16)
+        pixels = pixels[..., None] if pixels.ndim == 2 else pixels
+    elif mode == "F":
+        raise InputImageError(f"{p}: 32-bit float images are not supported")
+    else:
+        if mode == "CMYK" and icc:
+            log.warning("%s: CMYK converted to RGB; its CMYK ICC profile is not copied", p)
+            icc = None
+        im = im.convert(_target_mode(im))
+        pixels = np.asarray(im)
+        pixels = pixels[..., None] if pixels.ndim == 2 else pixels
+        alpha_from_color = pixels.shape[2] in (2, 4)
+    if pixels.ndim != 3 or pixels.shape[0] < 1 or pixels.shape[1] < 1:
+        raise InputImageError(f"{p}: image has no pixels ({'x'.join(map(str, pixels.shape))})")
     if alpha_from_color:
         color, alpha = pixels[..., :-1], pixels[..., -1]
     else:
@@ -242,11 +388,15 @@ def _decode(p: Path, im: Image.Image, head: bytes) -> Picture:
     color = apply_orientation(np.ascontiguousarray(color), orientation)
     if alpha is not None:
         alpha = apply_orientation(np.ascontiguousarray(alpha), orientation)
+    try:
+        dpi = (float(dpi[0]), float(dpi[1])) if dpi else None
+    except (TypeError, ValueError, IndexError):
+        dpi = None
     if orientation in (5, 6, 7, 8) and dpi:
         dpi = (dpi[1], dpi[0])
     return Picture(
-        color=color, alpha=alpha, icc_profile=icc, exif=_clean_exif(exif, fmt),
-        dpi=tuple(float(d) for d in dpi) if dpi else None, source_format=fmt, frames=frames,
+        color=color, alpha=alpha, icc_profile=icc, exif=_safe_exif(p, exif, fmt),
+        dpi=dpi, source_format=fmt, frames=frames,
     )
 
 

@@ -18,6 +18,10 @@ SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}
 
 
+#: Larger (decompressed) ICC profiles are dropped; real ones are a few KB to a few MB.
+MAX_ICC_BYTES = 16 * 1024 * 1024
+
+
 class PngError(ValueError):
     """Malformed or truncated PNG data."""
 
@@ -73,8 +77,10 @@ def decode(data: bytes) -> tuple[np.ndarray, dict[str, bytes]]:
         elif ctype_ == b"iCCP":
             name_end = body.find(b"\x00")
             if name_end >= 0 and name_end + 2 <= len(body):
-                try:
-                    info["icc_profile"] = zlib.decompress(body[name_end + 2 :])
+                try:  # bounded: a zlib bomb in the profile must not exhaust memory
+                    profile = zlib.decompressobj().decompress(body[name_end + 2 :], MAX_ICC_BYTES)
+                    if len(profile) < MAX_ICC_BYTES:
+                        info["icc_profile"] = profile
                 except zlib.error:
                     pass
         elif ctype_ == b"eXIf":

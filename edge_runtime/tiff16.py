@@ -52,6 +52,10 @@ def decode(data: bytes, tags, endian: str) -> np.ndarray:
     offsets = offsets if isinstance(offsets, tuple) else (offsets,)
     counts = counts if isinstance(counts, tuple) else (counts,)
     rows_per_strip = int(tags.get(ROWS_PER_STRIP, h))
+    if rows_per_strip < 1 or w < 1 or h < 1:
+        raise TiffError(f"TIFF layout is invalid ({w}x{h}, {rows_per_strip} rows per strip)")
+    if offsets is None or counts is None or len(offsets) != len(counts):
+        raise TiffError("TIFF strip offsets and byte counts do not match")
     row_bytes = w * spp * 2
     out = np.empty((h, w, spp), np.uint16)
     dtype = np.dtype(endian + "u2")
@@ -59,15 +63,17 @@ def decode(data: bytes, tags, endian: str) -> np.ndarray:
     for offset, count in zip(offsets, counts):
         if row >= h:
             break
+        if not (isinstance(offset, int) and isinstance(count, int)) or offset < 0 or count < 0:
+            raise TiffError("TIFF strip offset or byte count is invalid")
         chunk = data[offset : offset + count]
         if len(chunk) < count:
             raise TiffError("TIFF is truncated (strip runs past the end of the file)")
+        n = min(rows_per_strip, h - row)
         if compression in _DEFLATE:
-            try:
-                chunk = zlib.decompress(chunk)
+            try:  # inflate no more than the strip needs: a zlib bomb stops here
+                chunk = zlib.decompressobj().decompress(chunk, n * row_bytes)
             except zlib.error as exc:
                 raise TiffError(f"TIFF strip is corrupt ({exc})") from None
-        n = min(rows_per_strip, h - row)
         if len(chunk) < n * row_bytes:
             raise TiffError("TIFF strip is truncated")
         strip = np.frombuffer(chunk, dtype, n * w * spp).reshape(n, w, spp)

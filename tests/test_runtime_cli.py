@@ -118,7 +118,9 @@ def test_batch_continues_past_bad_files_with_manifest(tmp_path, int8_model, caps
     assert isinstance(files["good.png"]["seconds"], float)
     assert files["bad.png"]["status"] == "error" and "not a readable image" in files["bad.png"]["error"]
     assert files["gone.png"]["status"] == "error" and "input not found" in files["gone.png"]["error"]
-    assert data["summary"] == {"total": 3, "ok": 1, "failed": 2, "seconds": data["summary"]["seconds"]}
+    assert data["summary"] == {"total": 3, "ok": 1, "failed": 2, "skipped": 0, "interrupted": 0, "pending": 0,
+                               "seconds": data["summary"]["seconds"]}
+    assert data["interrupted_by"] is None
     assert data["contract"]["tile_size"] == 32 and data["model"] == str(int8_model)
     assert (tmp_path / "good_restored.png").is_file() and not (tmp_path / "bad_restored.png").exists()
 
