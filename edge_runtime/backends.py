@@ -29,7 +29,9 @@ import numpy as np
 
 from .contract import METADATA_KEY, ContractError, ModelContract
 from .errors import DeviceError, ModelError
+from .onnx_validate import OnnxFormatError, UnsafeExternalData, check_external_data
 from .tflite_metadata import TFLITE_IDENTIFIER, FlatbufferError, read_contract
+from .tflite_validate import ModelSummary, validate_tflite
 
 log = logging.getLogger("edge_runtime")
 
@@ -234,6 +236,12 @@ class OnnxBackend(Backend):
     kind = "onnx"
 
     def __init__(self, path: Path, data: bytes, threads: int | None = None) -> None:
+        try:  # before onnxruntime sees the bytes: external data must stay beside the model
+            external = check_external_data(data, path.parent)
+        except UnsafeExternalData as exc:
+            raise ModelError(f"{path.name}: refused: {exc}") from None
+        except OnnxFormatError as exc:
+            raise ModelError(f"{path.name} is not a loadable ONNX model (malformed protobuf: {exc})") from None
         try:
             import onnxruntime as ort  # type: ignore[import-not-found]  # optional, lazily
         except ImportError:
@@ -241,6 +249,10 @@ class OnnxBackend(Backend):
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(threads) if threads else (os.cpu_count() or 1)
         options.log_severity_level = 3
+        if external:  # the bytes are loaded from memory: tell onnxruntime where their folder is
+            options.add_session_config_entry(
+                "session.model_external_initializers_file_folder_path", os.path.realpath(path.parent)
+            )
         try:
             self.session = ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
@@ -317,6 +329,34 @@ def tflite_contract(path: Path, data: bytes) -> ModelContract:
         raise ModelError(f"{path.name}: {exc}") from None
 
 
+def validate_tflite_model(path: Path, data: bytes, contract: ModelContract) -> ModelSummary:
+    """Check the flatbuffer structure and the I/O tensors against the contract, before any interpreter.
+
+    Raises ModelError (one line) for a structurally unsafe model (see tflite_validate) or one
+    whose single input/output is not [1, T, T, C] of float32, int8 or uint8.
+    """
+    try:
+        summary = validate_tflite(data)
+    except FlatbufferError as exc:
+        raise ModelError(f"{path.name}: refused before loading: {exc}") from None
+    if len(summary.inputs) != 1 or len(summary.outputs) != 1:
+        raise ModelError(
+            f"{path.name}: expected 1 input and 1 output tensor, got {len(summary.inputs)} and {len(summary.outputs)}"
+        )
+    want = [1, contract.tile_size, contract.tile_size, contract.channels]
+    for what, info in (("input", summary.inputs[0]), ("output", summary.outputs[0])):
+        if list(info.shape) != want:
+            raise ModelError(
+                f"{path.name}: {what} shape {list(info.shape)} does not match the contract "
+                f"(tile_size {contract.tile_size}, channels {contract.channels}: expected {want} NHWC)"
+            )
+        if info.dtype not in ("float32", "int8", "uint8"):
+            raise ModelError(f"{path.name}: {what} dtype {info.dtype} is not supported (float32, int8 or uint8)")
+        if info.dtype != "float32" and len(info.scales) != 1:
+            raise ModelError(f"{path.name}: quantized {what} tensor needs one scale and zero point, has {len(info.scales)}")
+    return summary
+
+
 def open_backend(
     path: str | os.PathLike,
     threads: int | None = None,
@@ -325,9 +365,11 @@ def open_backend(
 ) -> Backend:
     """Validate the model file and open the right backend for it.
 
-    Checks, in order: the file exists; it is TFLite ('TFL3') or ONNX; it carries the contract; the
-    input/output are [1, T, T, C] (NCHW for ONNX) matching the contract; the I/O dtype is float32,
-    int8 or uint8. Every failure is a ModelError (DeviceError for a missing Edge TPU) with one line.
+    Checks, in order: the file exists; it is TFLite ('TFL3') or ONNX; it carries the contract; a
+    TFLite flatbuffer is structurally valid (tflite_validate: indices, shapes, buffers) and its
+    input/output are [1, T, T, C] float32/int8/uint8 matching the contract -- all before the
+    interpreter sees the bytes; an ONNX file's external data stays inside its folder. Every
+    failure is a ModelError (DeviceError for a missing Edge TPU) with one line.
     """
     if device not in DEVICES:
         raise ModelError(f"unknown device {device!r} (choose from {', '.join(DEVICES)})")
@@ -340,6 +382,7 @@ def open_backend(
             log.warning("the Edge TPU runs only .tflite models; running %s on the CPU", p.name)
         return OnnxBackend(p, data, threads=threads)
     contract = tflite_contract(p, data)
+    validate_tflite_model(p, data, contract)
     delegate = None
     if device == "edgetpu":
         delegate = load_edgetpu_delegate(cpu_fallback)
@@ -351,6 +394,7 @@ def open_backend(
             log.warning("%s needs the Edge TPU; running %s on the CPU instead", p.name, sibling.name)
             p, data = read_model_bytes(sibling)
             contract = tflite_contract(p, data)
+            validate_tflite_model(p, data, contract)
         else:
             raise ModelError(
                 f"{p.name} is compiled for the Edge TPU (edgetpu-custom-op) and cannot run on the CPU; "
