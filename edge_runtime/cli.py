@@ -431,12 +431,13 @@ class StopSignals:
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.finishing = False  # after the batch loop: only record signals (the manifest is being written)
         self._old: dict[int, object] = {}
 
     def _handler(self, signum, frame) -> None:
-        if self.signum is not None:
+        if self.signum is not None and not self.finishing:
             raise Interrupted(signum)
-        self.signum = signum
+        self.signum = self.signum or signum
 
     def check(self) -> None:
         if self.signum is not None:
@@ -560,8 +561,8 @@ def _main(argv: list[str] | None) -> int:
     with StopSignals() as stop:
         try:
             return _run_jobs(args, jobs, manifest_path, stop)
-        except Interrupted as exc:  # a signal before the batch loop (model loading)
-            print(f"{PROG}: interrupted by {exc.name} before any file was processed", file=sys.stderr)
+        except Interrupted as exc:  # a signal while the model loads, or a second one
+            print(f"{PROG}: interrupted by {exc.name}", file=sys.stderr)
             return exc.exit_code
 
 
@@ -616,6 +617,7 @@ def _run_jobs(args: argparse.Namespace, jobs: list[Job], manifest_path: Path | N
         elif show and not bar.enabled:
             print(job.output)
         bar.update(index + 1, job.input.name)
+    stop.finishing = True  # a signal from here on (e.g. during the last write) is only recorded: all is done
     bar.close()
     wall = time.perf_counter() - started
 
