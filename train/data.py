@@ -7,6 +7,7 @@ the batches an uninterrupted run would have seen.
 from __future__ import annotations
 
 import logging
+import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,14 +55,23 @@ def load_image(path: Path, channels: int = 3) -> np.ndarray:
     return arr
 
 
+#: What reading a corrupt, truncated or hostile image file may raise (all mean "skip this file").
+UNREADABLE_IMAGE_ERRORS = (
+    OSError, UnidentifiedImageError, ValueError, SyntaxError, EOFError, zlib.error, struct.error,
+    Image.DecompressionBombError,
+)
+
+
 def load_images(paths: list[Path], channels: int = 3) -> list[np.ndarray]:
     """Load many images as uint8 arrays (compact in memory); unreadable files are reported and skipped."""
     images = []
     for p in paths:
         try:
             images.append(np.round(load_image(p, channels) * PIXEL_MAX).astype(np.uint8))
-        except (OSError, UnidentifiedImageError, ValueError) as exc:
-            log.warning("skipping unreadable training image %s: %s", p, exc)
+        except UNREADABLE_IMAGE_ERRORS as exc:
+            log.warning("skipping unreadable training image %s: %s", p, " ".join(str(exc).split())[:200])
+    if len(images) < len(paths):
+        log.warning("skipped %d of %d training images as unreadable", len(paths) - len(images), len(paths))
     return images
 
 
@@ -140,7 +150,14 @@ def validation_pairs(
     """Fixed (name, degraded, clean) validation pairs: same noise every call for the same seed."""
     pairs = []
     for i, p in enumerate(paths):
-        clean = crop_to_multiple(load_image(p, channels)[:max_side, :max_side], multiple)
+        try:
+            clean = crop_to_multiple(load_image(p, channels)[:max_side, :max_side], multiple)
+        except UNREADABLE_IMAGE_ERRORS as exc:
+            log.warning("skipping unreadable validation image %s: %s", p, " ".join(str(exc).split())[:200])
+            continue
+        if min(clean.shape[:2]) == 0:
+            log.warning("skipping validation image %s: smaller than %d px", p, multiple)
+            continue
         rng = np.random.default_rng([seed, i])
         pairs.append((p.name, degrade(clean, degradation, rng), clean))
     return pairs

@@ -130,10 +130,13 @@ def train(cfg: TrainConfig) -> Path:
 
     train_paths, val_sets = _split_data(cfg)
     images = load_images(train_paths, model_cfg.channels)
+    if train_paths and not images:  # never fall back to dead leaves silently
+        raise ValueError(f"none of the {len(train_paths)} training images in {', '.join(cfg.data)} could be read")
     log.info("training on %d images, validating on %s", len(images), {k: len(v) for k, v in val_sets.items()})
     sampler = PatchSampler(images, cfg.degradation, cfg.patch, model_cfg.channels)
     val = {name: validation_pairs(paths, validation_degradation(cfg.degradation), model_cfg.size_multiple, channels=model_cfg.channels)
            for name, paths in val_sets.items()}
+    val = {name: pairs for name, pairs in val.items() if pairs}  # a set whose every image was unreadable
     if not val:  # no photos at all: validate on fixed dead-leaves patches
         from .data import dead_leaves
         from .degradations import degrade
