@@ -75,7 +75,7 @@ def load_images(paths: list[Path], channels: int = 3) -> list[np.ndarray]:
     return images
 
 
-def dead_leaves(size: int, rng: np.random.Generator, channels: int = 3, n_shapes: int = 600) -> np.ndarray:
+def dead_leaves(size: int, rng: np.random.Generator, channels: int = 3, n_shapes: int = 300, rmin: float = 4.0) -> np.ndarray:
     """Procedural 'dead leaves' image: occluding discs with power-law radii and random colours.
 
     Its statistics (edges at all scales, flat regions) resemble natural images enough to train or
@@ -84,7 +84,7 @@ def dead_leaves(size: int, rng: np.random.Generator, channels: int = 3, n_shapes
     img = np.zeros((size, size, channels), dtype=np.float32)
     img[:] = rng.random(channels)
     yy, xx = np.mgrid[0:size, 0:size]
-    rmin, rmax = 2.0, size / 4
+    rmax = max(rmin + 1.0, size / 3)
     u = rng.random(n_shapes)
     radii = (rmin ** -2 + u * (rmax ** -2 - rmin ** -2)) ** -0.5  # p(r) ~ r^-3
     for r in np.sort(radii)[::-1]:  # big first, small leaves on top
@@ -122,7 +122,7 @@ class PatchSampler:
     def clean_patch(self, rng: np.random.Generator) -> np.ndarray:
         p = self.cfg.patch
         if not self.images or rng.random() < self.cfg.dead_leaves_prob:
-            return dead_leaves(p, rng, self.channels, n_shapes=150)
+            return dead_leaves(p, rng, self.channels)
         im = self.images[int(rng.integers(len(self.images)))]
         y = int(rng.integers(im.shape[0] - p + 1))
         x = int(rng.integers(im.shape[1] - p + 1))

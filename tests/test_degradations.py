@@ -1,0 +1,75 @@
+"""Degradations: statistics, determinism and shapes of every synthetic degradation."""
+
+import numpy as np
+import pytest
+
+from train.degradations import (DegradationConfig, add_gaussian_noise, add_poisson_gaussian_noise, blur, defocus_kernel,
+                                degrade, gaussian_kernel, jpeg_compress, motion_kernel, quantize_8bit)
+
+
+def flat(value: float = 0.5, size: int = 128) -> np.ndarray:
+    return np.full((size, size, 3), value, np.float32)
+
+
+def test_gaussian_noise_has_the_requested_sigma_and_is_seeded():
+    a = add_gaussian_noise(flat(), 25.0, np.random.default_rng(1))
+    b = add_gaussian_noise(flat(), 25.0, np.random.default_rng(1))
+    assert np.array_equal(a, b)
+    assert abs(a.std() * 255 - 25.0) < 0.5
+
+
+def test_poisson_gaussian_noise_grows_with_signal():
+    rng = np.random.default_rng(0)
+    dark = add_poisson_gaussian_noise(flat(0.05), 0.01, 1.0, rng).std()
+    bright = add_poisson_gaussian_noise(flat(0.9), 0.01, 1.0, rng).std()
+    assert bright > 3 * dark
+    assert abs(bright - np.sqrt(0.01 * 0.9 + (1 / 255) ** 2)) < 0.005
+
+
+def test_jpeg_round_trip_keeps_shape_and_loses_detail():
+    img = np.random.default_rng(0).random((64, 64, 3)).astype(np.float32)
+    out = jpeg_compress(img, 30)
+    assert out.shape == img.shape and out.dtype == np.float32
+    assert 0.01 < np.abs(out - img).mean() < 0.5
+    gray = jpeg_compress(img[..., :1], 30)
+    assert gray.shape == (64, 64, 1)
+
+
+@pytest.mark.parametrize("kernel", [gaussian_kernel(2.0), defocus_kernel(3.5), motion_kernel(np.random.default_rng(3), 25)])
+def test_kernels_are_normalised_and_non_negative(kernel):
+    assert kernel.ndim == 2 and kernel.shape[0] % 2 == 1
+    assert abs(kernel.sum() - 1.0) < 1e-5
+    assert kernel.min() >= 0
+
+
+def test_motion_kernels_differ_by_seed_and_are_reproducible():
+    a = motion_kernel(np.random.default_rng(5), 25)
+    b = motion_kernel(np.random.default_rng(5), 25)
+    c = motion_kernel(np.random.default_rng(6), 25)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert (a > 1e-3).sum() >= 3  # a trajectory, not a dot
+
+
+def test_blur_keeps_size_and_flat_regions_and_softens_edges():
+    img = flat(0.3)
+    img[:, 64:] = 0.8
+    out = blur(img, gaussian_kernel(2.0))
+    assert out.shape == img.shape
+    assert np.allclose(out[:, :40], 0.3, atol=1e-5) and np.allclose(out[:, 90:], 0.8, atol=1e-5)
+    assert 0.3 < out[0, 63, 0] < 0.8
+
+
+def test_degrade_rounds_to_8_bits_by_default():
+    rng = np.random.default_rng(0)
+    out = degrade(flat(), DegradationConfig(sigma_min=25, sigma_max=25), rng)
+    assert out.min() >= 0 and out.max() <= 1
+    assert np.allclose(out * 255, np.round(out * 255), atol=1e-4)
+    assert np.array_equal(quantize_8bit(out), out)
+
+
+def test_deblur_task_blurs_and_adds_only_mild_noise():
+    img = np.random.default_rng(1).random((96, 96, 3)).astype(np.float32)
+    cfg = DegradationConfig(task="deblur", motion_prob=1.0, deblur_sigma_max=1.0)
+    out = degrade(img, cfg, np.random.default_rng(2))
+    # a blurred random image loses most of its pixel-to-pixel variation
+    assert np.abs(np.diff(out, axis=1)).mean() < 0.6 * np.abs(np.diff(img, axis=1)).mean()

@@ -1,0 +1,73 @@
+"""The restorer: shapes, presets, summary, and the quantization points' TFLite semantics."""
+
+import numpy as np
+import pytest
+import torch
+
+from train.cli import main as train_main
+from train.model import PRESETS, RestorerConfig, build_restorer, count_parameters, macs_per_pixel
+from train.quant import QConv2d, freeze_ranges, set_quant_mode
+
+
+@pytest.mark.parametrize("name", ["tiny", "minimalistic"])
+def test_any_multiple_of_the_size_multiple_keeps_its_shape(name):
+    model = build_restorer(name).eval()
+    m = model.cfg.size_multiple
+    for h, w in ((m, m), (3 * m, 5 * m)):
+        x = torch.rand(1, 3, h, w)
+        assert model(x).shape == x.shape
+
+
+def test_untrained_model_starts_close_to_identity():
+    model = build_restorer("tiny").eval()
+    x = torch.rand(1, 3, 32, 32)
+    assert (model(x) - x).abs().mean() < 0.05
+
+
+def test_presets_have_distinct_sizes_and_positive_macs():
+    params = {n: count_parameters(build_restorer(n)) for n in PRESETS}
+    assert params["tiny"] < params["small"] < params["base"]
+    assert 200_000 < params["small"] < 400_000
+    assert macs_per_pixel(build_restorer("tiny")) > 1000
+
+
+def test_minimalistic_uses_only_relu_and_no_se():
+    cfg = PRESETS["minimalistic"]
+    assert cfg.activation == "relu" and not cfg.use_se
+    model = build_restorer(cfg)
+    assert not any(isinstance(m, torch.nn.Hardswish) for m in model.modules())
+
+
+def test_bad_config_is_rejected():
+    with pytest.raises(ValueError):
+        RestorerConfig(widths=(8, 16), blocks=(1,))
+    with pytest.raises(ValueError):
+        RestorerConfig(activation="gelu")
+
+
+def test_summary_cli_lists_every_preset(capsys):
+    assert train_main(["--summary"]) == 0
+    out = capsys.readouterr().out
+    for name in PRESETS:
+        assert name in out
+
+
+def test_fake_quant_output_is_on_the_8bit_pixel_grid_and_weights_on_int8_grids():
+    torch.manual_seed(0)
+    model = build_restorer(RestorerConfig(widths=(8, 16), blocks=(1, 1), expansion=2, use_se=True)).eval()
+    x = torch.rand(2, 3, 16, 16)
+    set_quant_mode(model, "observe")
+    model(x)
+    freeze_ranges(model)
+    set_quant_mode(model, "quant")
+    y = model(x)
+    assert torch.allclose(y * 255, torch.round(y * 255), atol=1e-4)  # output grid: scale 1/255
+    assert y.min() >= 0 and y.max() <= 1
+    conv = next(m for m in model.modules() if isinstance(m, QConv2d))
+    w = conv.weight.detach()
+    scale = w.abs().amax(dim=(1, 2, 3), keepdim=True) / 127
+    from train.quant import weight_scale
+    q = torch.nn.functional.conv2d  # noqa: F841  (weights are fake-quantized inside forward)
+    fq = torch.fake_quantize_per_channel_affine(w, weight_scale(w), torch.zeros(w.shape[0], dtype=torch.int32), 0, -128, 127)
+    levels = (fq / scale).round()
+    assert levels.abs().max() <= 127 and np.allclose((fq / scale).numpy(), levels.numpy(), atol=1e-3)

@@ -1,0 +1,104 @@
+"""Training CLI end to end on tiny models and procedural data: it learns, resumes, and fine-tunes with QAT."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from train.checkpoint import CheckpointError, load_checkpoint, load_restorer
+from train.cli import main as train_main
+from train.train import learning_rate, TrainConfig
+
+pytestmark = pytest.mark.slow
+
+TINY = ["--preset", "tiny", "--patch", "32", "--batch", "8", "--sigma", "25", "25", "--poisson-prob", "0",
+        "--threads", "1", "--lr", "5e-3", "--warmup", "10", "--ema", "0.9"]
+
+
+def val_history(run_dir):
+    lines = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [next(iter(l["val_psnr"].values())) for l in lines if "val_psnr" in l]
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """Three photos that scikit-image ships (no download), as a training folder."""
+    data = pytest.importorskip("skimage.data")
+    from PIL import Image
+    folder = tmp_path_factory.mktemp("photos")
+    for name in ("astronaut", "coffee", "chelsea"):
+        Image.fromarray(getattr(data, name)()).save(folder / f"{name}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def float_run(tmp_path_factory, photos):
+    out = tmp_path_factory.mktemp("float")
+    assert train_main([*TINY, "--data", str(photos), "--steps", "150", "--val-every", "150", "--ckpt-every", "50",
+                       "--out", str(out)]) == 0
+    return out
+
+
+def test_training_denoises_an_unseen_photo(float_run):
+    from skimage.data import rocket
+    from train.degradations import DegradationConfig, degrade
+    from edge_runtime.metrics import psnr
+    model, ckpt = load_restorer(float_run / "best.pt")
+    assert ckpt["step"] == 150 and tuple(ckpt["model_config"]["widths"]) == (8, 16, 16)
+    clean = rocket()[100:228, 200:328].astype(np.float32) / 255
+    noisy = degrade(clean, DegradationConfig(sigma_min=25, sigma_max=25, poisson_prob=0), np.random.default_rng(1))
+    with torch.no_grad():
+        out = model(torch.from_numpy(noisy.transpose(2, 0, 1)[None].copy()))[0].numpy().transpose(1, 2, 0).clip(0, 1)
+    assert psnr(out, clean) > psnr(noisy, clean) + 3.0
+
+
+def test_resume_continues_from_the_last_checkpoint(float_run, photos, tmp_path):
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(float_run, run)
+    ckpt = load_checkpoint(run / "last.pt")
+    assert ckpt["step"] == 150
+    assert train_main([*TINY, "--data", str(photos), "--steps", "170", "--val-every", "1000", "--ckpt-every", "10", "--out", str(run)]) == 0
+    resumed = load_checkpoint(run / "last.pt")
+    assert resumed["step"] == 170
+    steps = [json.loads(l).get("step") for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert max(steps) == 170 and steps.count(50) == 1  # continued from 150, not from 0 again
+
+
+def test_qat_needs_a_float_checkpoint(tmp_path, capsys):
+    assert train_main([*TINY, "--qat", "--steps", "5", "--out", str(tmp_path)]) == 1
+    assert "init-from" in capsys.readouterr().err
+
+
+def test_qat_fine_tune_keeps_quality_and_stores_frozen_scales(float_run, photos, tmp_path):
+    out = tmp_path / "qat"
+    assert train_main([*TINY, "--data", str(photos), "--qat", "--init-from", str(float_run / "best.pt"), "--steps", "30", "--lr", "1e-4",
+                       "--val-every", "30", "--calib-batches", "4", "--out", str(out)]) == 0
+    ckpt = load_checkpoint(out / "best.pt")
+    assert ckpt["qat"] is True
+    scales = {k: float(v) for k, v in ckpt["ema"].items() if k.endswith(".scale")}
+    assert len(scales) > 20 and all(s > 0 for s in scales.values())
+    assert abs(scales["q_in.scale"] - 1 / 255) < 1e-9
+    assert val_history(out)[-1] > val_history(float_run)[-1] - 0.5
+
+
+def test_pickled_checkpoints_are_refused(tmp_path):
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(tmp_path / "pwned"), "w"))
+
+    bad = tmp_path / "evil.pt"
+    bad.write_bytes(pickle.dumps({"model_config": Evil(), "model": {}}))
+    with pytest.raises(CheckpointError, match="refusing"):
+        load_checkpoint(bad)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_learning_rate_schedule_warms_up_then_decays():
+    cfg = TrainConfig(steps=100, warmup=10, lr=1e-3, min_lr=1e-5)
+    lrs = [learning_rate(cfg, s) for s in range(100)]
+    assert lrs[0] < lrs[9] == pytest.approx(1e-3)
+    assert lrs[50] < lrs[10] and lrs[-1] == pytest.approx(1e-5, rel=0.05)
