@@ -144,7 +144,10 @@ class TFLiteBackend(Backend):
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"{path.name}: the TFLite interpreter rejected the model ({_first_line(exc)})") from None
 
-        inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
+        try:
+            inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
+        except (ValueError, RuntimeError) as exc:  # e.g. a tensor name that is not UTF-8
+            raise ModelError(f"{path.name}: the TFLite interpreter cannot describe the model ({_first_line(exc)})") from None
         if len(inputs) != 1 or len(outputs) != 1:
             raise ModelError(f"{path.name}: expected 1 input and 1 output tensor, got {len(inputs)} and {len(outputs)}")
         inp, out = inputs[0], outputs[0]
@@ -175,9 +178,12 @@ class TFLiteBackend(Backend):
             self._in_buf[...] = tile
         else:
             quantize(tile, self.in_scale, self.in_zero, self._in_buf, self._tmp)
-        self.interpreter.set_tensor(self._in_index, self._in_buf)
-        self.interpreter.invoke()
-        result = self.interpreter.get_tensor(self._out_index)
+        try:
+            self.interpreter.set_tensor(self._in_index, self._in_buf)
+            self.interpreter.invoke()
+            result = self.interpreter.get_tensor(self._out_index)
+        except (RuntimeError, ValueError) as exc:  # a model that loads but cannot run is a bad model
+            raise ModelError(f"{self.path.name}: the TFLite interpreter failed to run the model ({_first_line(exc)})") from None
         if self.out_dtype.kind == "f":
             np.clip(result, 0.0, 1.0, out=self._out_buf)
         else:

@@ -9,6 +9,7 @@ restate them.
 from __future__ import annotations
 
 import json
+import numbers
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -75,7 +76,16 @@ class ModelContract:
         self.validate()
 
     def validate(self) -> None:
-        """Raise ContractError if any field is out of its allowed set."""
+        """Raise ContractError if any field has the wrong type or is out of its allowed set."""
+        for name in ("channels", "tile_size", "size_multiple", "overlap", "version"):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+                raise ContractError(f"{name} must be an integer, got {value!r:.40}")
+        for name in ("task", "channel_order", "layout", "quantization", "preset", "model_name"):
+            if not isinstance(getattr(self, name), str):
+                raise ContractError(f"{name} must be a string, got {getattr(self, name)!r:.40}")
+        if not isinstance(self.residual, bool) or not isinstance(self.recipe, dict):
+            raise ContractError("residual must be true/false and recipe an object")
         if self.task not in TASKS:
             raise ContractError(f"task must be one of {TASKS}, got {self.task!r}")
         if self.channels not in (1, 3):
@@ -113,6 +123,8 @@ class ModelContract:
         known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}
         if "value_range" in kwargs:
+            if not isinstance(kwargs["value_range"], list):
+                raise ContractError(f"value_range must be a list of two numbers, got {kwargs['value_range']!r:.40}")
             kwargs["value_range"] = tuple(kwargs["value_range"])
         try:
             return cls(**kwargs)

@@ -226,10 +226,30 @@ def _decode_error(path: Path, exc: BaseException) -> InputImageError:
     return InputImageError(f"{path}: cannot decode image ({text[:200]})")
 
 
+_PIL_DIR = os.path.dirname(Image.__file__)
+
+
+def _raised_in_pillow(exc: BaseException) -> bool:
+    """Whether the innermost frame of exc's traceback is Pillow's own code."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and os.path.dirname(tb.tb_frame.f_code.co_filename) == _PIL_DIR
+
+
 def _unexpected(path: Path, exc: Exception) -> InputImageError:
+    """An exception type the decoders do not document.
+
+    Raised inside Pillow (its plugins raise TypeError, KeyError, ... on some corrupt files), it
+    means a bad image. Raised in edge-restore's own code it is a bug: STRICT_ERRORS re-raises it
+    (the fuzzer sets it); otherwise it still becomes a one-line InputImageError.
+    """
+    text = " ".join(str(exc).split())[:120]
+    if _raised_in_pillow(exc):
+        return InputImageError(f"{path}: cannot decode image ({type(exc).__name__}: {text})")
     if STRICT_ERRORS:
         raise exc
-    return InputImageError(f"{path}: cannot decode image (unexpected {type(exc).__name__} in the decoder)")
+    return InputImageError(f"{path}: cannot decode image (unexpected {type(exc).__name__}: {text})")
 
 
 def _open_regular(p: Path) -> BinaryIO:
@@ -499,6 +519,9 @@ def encode_image(picture: Picture, fmt: str, quality: int = DEFAULT_QUALITY) -> 
             log.warning("%s output is 8-bit: the 16-bit image is reduced to 8 bits", fmt)
             color = to_8bit(color)
             alpha = None if alpha is None else to_8bit(alpha)
+        if fmt == "BMP" and alpha is not None and color.shape[2] == 1:
+            log.warning("BMP cannot store gray with alpha: written as RGBA")
+            color = np.repeat(color, 3, axis=2)
         planes = color if alpha is None else np.concatenate([color, alpha[..., None]], axis=2)
         if planes.shape[2] == 1:
             planes = planes[..., 0]

@@ -14,8 +14,9 @@ FlatbufferError line, anything an image-restoration model has no business contai
   types and STRING / RESOURCE / VARIANT tensors;
 * buffer indices out of range, constant data whose size does not match the tensor's shape and
   type, buffers or custom options placed outside the file, external buffers;
-* quantization with mismatched scale / zero-point lengths, a bad quantized dimension, non-finite
-  or non-positive scales; sparse tensors; operators that call other subgraphs (IF, WHILE,
+* quantization with mismatched scale / zero-point lengths, a bad quantized dimension, scales
+  outside SCALE_RANGE, zero points outside their type's range, int8/uint8/int16 tensors without
+  quantization (the last three crash LiteRT 2.x outright: found by fuzzing the interpreter); tensor and signature names that are not UTF-8; sparse tensors; operators that call other subgraphs (IF, WHILE,
   CALL_ONCE, StableHLO control flow) -- a restoration network is one straight graph.
 
 It returns a ModelSummary with subgraph 0's input and output tensors (shape, dtype name,
@@ -49,6 +50,16 @@ TENSOR_TYPES: dict[int, tuple[str, int | None]] = {
     14: ("variant", None), 15: ("uint32", 32), 16: ("uint16", 16), 17: ("int4", 4), 18: ("bfloat16", 16),
     19: ("int2", 2), 20: ("uint4", 4), 21: ("float8_e4m3fn", 8), 22: ("float8_e5m2", 8),
 }
+#: Zero-point range of quantized integer types; int16/int32/int64 are symmetric (zero point 0).
+ZERO_POINT_RANGE = {
+    "int8": (-128, 127), "uint8": (0, 255), "int4": (-8, 7), "uint4": (0, 15), "int2": (-2, 1),
+    "int16": (0, 0), "int32": (0, 0), "int64": (0, 0),
+}
+#: Integer types whose values mean nothing without a scale and zero point.
+QUANTIZED_TYPES = frozenset({"int8", "uint8", "int16", "int4", "uint4", "int2"})
+#: Accepted quantization scales. Found by fuzzing the interpreter: a scale of 1e-38 (and zero
+#: points outside the type's range) make LiteRT 2.x crash instead of refusing the model.
+SCALE_RANGE = (1e-20, 1e20)
 #: Highest BuiltinOperator code this validator knows (schema of LiteRT 2.x: STABLEHLO_CASE = 209).
 MAX_BUILTIN_OP = 209
 #: Operators that run other subgraphs: refused (a restoration model is one straight graph).
@@ -63,6 +74,7 @@ _MODEL_VERSION, _MODEL_OPCODES, _MODEL_SUBGRAPHS, _MODEL_BUFFERS = 0, 1, 2, 4
 _MODEL_METADATA_BUFFER, _MODEL_METADATA, _MODEL_SIGNATURES = 5, 6, 7
 _MODEL_EXT_GROUPS, _MODEL_EXT_BUFFERS = 8, 9
 _SG_TENSORS, _SG_INPUTS, _SG_OUTPUTS, _SG_OPERATORS = 0, 1, 2, 3
+_T_NAME = 3
 _T_SHAPE, _T_TYPE, _T_BUFFER, _T_QUANT, _T_SPARSITY, _T_SIGNATURE, _T_VARIANTS, _T_EXTERNAL = 0, 1, 2, 4, 6, 7, 9, 10
 _OP_OPCODE, _OP_INPUTS, _OP_OUTPUTS, _OP_CUSTOM, _OP_INTERMEDIATES = 0, 1, 2, 5, 8
 _OP_LARGE_OFFSET, _OP_LARGE_SIZE = 9, 10
@@ -70,7 +82,8 @@ _OC_DEPRECATED, _OC_BUILTIN = 0, 3
 _B_DATA, _B_OFFSET, _B_SIZE = 0, 1, 2
 _Q_SCALE, _Q_ZERO, _Q_DETAILS_TYPE, _Q_DIM = 2, 3, 4, 6
 _SIG_INPUTS, _SIG_OUTPUTS, _SIG_SUBGRAPH = 0, 1, 4
-_TM_INDEX = 1
+_TM_NAME, _TM_INDEX = 0, 1
+_SIG_KEY = 2
 
 
 @dataclass(frozen=True)
@@ -146,6 +159,18 @@ class _Walker(_Reader):
 
     def has(self, table: int, slot: int) -> bool:
         return self.field_pos(table, slot) is not None
+
+    def check_utf8(self, table: int, slot: int, where: str) -> None:
+        """Names are decoded as strict UTF-8 by the interpreter's Python API: refuse any other bytes."""
+        pos = self.table_field(table, slot)
+        if pos is None:
+            return
+        length, start = self.vector(pos)
+        self.spend(length // 64)
+        try:
+            self.data[start : start + length].decode("utf-8")
+        except UnicodeDecodeError:
+            raise FlatbufferError(f"{where} has a name that is not valid UTF-8") from None
 
 
 def _element_bytes(n_elements: int, bits: int) -> int:
@@ -246,6 +271,7 @@ def _tensors(w: _Walker, sg: int, g: int, buffer_sizes: list[int]) -> tuple[list
         signature = w.scalars(tensor, _T_SIGNATURE, "i")
         if signature is not None and (len(signature) != len(shape) or any(d < -1 for d in signature)):
             raise FlatbufferError(f"{where} has an invalid shape signature")
+        w.check_utf8(tensor, _T_NAME, where)
         type_code = w.scalar_field(tensor, _T_TYPE, "<b")
         if type_code not in TENSOR_TYPES:
             raise FlatbufferError(f"{where} has unknown type {type_code}")
@@ -266,15 +292,17 @@ def _tensors(w: _Walker, sg: int, g: int, buffer_sizes: list[int]) -> tuple[list
         size = buffer_sizes[buffer]
         if size and size != nbytes:
             raise FlatbufferError(f"{where} has {size} bytes of data but shape {list(shape)} {dtype} needs {nbytes}")
-        scales, zeros = _quantization(w, tensor, where, shape)
+        scales, zeros = _quantization(w, tensor, where, shape, dtype)
         infos.append(TensorInfo(t, tuple(shape), dtype, scales, zeros))
         constant.append(size > 0)
     return infos, constant
 
 
-def _quantization(w: _Walker, tensor: int, where: str, shape: tuple) -> tuple[tuple[float, ...], tuple[int, ...]]:
+def _quantization(w: _Walker, tensor: int, where: str, shape: tuple, dtype: str) -> tuple[tuple[float, ...], tuple[int, ...]]:
     q_pos = w.table_field(tensor, _T_QUANT)
     if q_pos is None:
+        if dtype in QUANTIZED_TYPES:
+            raise FlatbufferError(f"{where} is {dtype} but has no quantization parameters")
         return (), ()
     q = w.table(q_pos)
     if w.scalar_field(q, _Q_DETAILS_TYPE, "<B") != 0:
@@ -282,11 +310,21 @@ def _quantization(w: _Walker, tensor: int, where: str, shape: tuple) -> tuple[tu
     scales = w.scalars(q, _Q_SCALE, "f") or ()
     zeros = w.scalars(q, _Q_ZERO, "q") or ()
     if not scales and not zeros:
+        if dtype in QUANTIZED_TYPES:
+            raise FlatbufferError(f"{where} is {dtype} but has no quantization parameters")
         return (), ()
     if len(scales) != len(zeros):
         raise FlatbufferError(f"{where} has {len(scales)} quantization scales but {len(zeros)} zero points")
     if not all(math.isfinite(s) and s > 0 for s in scales):
         raise FlatbufferError(f"{where} has a zero, negative or non-finite quantization scale")
+    low, high = SCALE_RANGE
+    if not all(low <= s <= high for s in scales):
+        raise FlatbufferError(f"{where} has a quantization scale outside [{low:g}, {high:g}]")
+    if dtype in ZERO_POINT_RANGE:
+        zmin, zmax = ZERO_POINT_RANGE[dtype]
+        if not all(zmin <= z <= zmax for z in zeros):
+            bad = next(z for z in zeros if not zmin <= z <= zmax)
+            raise FlatbufferError(f"{where} has zero point {bad} outside the {dtype} range [{zmin}, {zmax}]")
     if len(scales) > 1:
         dim = w.scalar_field(q, _Q_DIM, "<i")
         if not 0 <= dim < len(shape) or shape[dim] != len(scales):
@@ -318,11 +356,13 @@ def _operators(w: _Walker, sg: int, g: int, n_tensors: int, constant: list[bool]
 
 def _signatures(w: _Walker, root: int, tensor_counts: list[int]) -> None:
     for s, sig in enumerate(w.tables(root, _MODEL_SIGNATURES)):
+        w.check_utf8(sig, _SIG_KEY, f"signature {s}")
         g = w.scalar_field(sig, _SIG_SUBGRAPH, "<I")
         if g >= len(tensor_counts):
             raise FlatbufferError(f"signature {s} names subgraph {g} of {len(tensor_counts)}")
         for slot in (_SIG_INPUTS, _SIG_OUTPUTS):
             for tm in w.tables(sig, slot):
+                w.check_utf8(tm, _TM_NAME, f"signature {s} tensor map")
                 index = w.scalar_field(tm, _TM_INDEX, "<I")
                 if index >= tensor_counts[g]:
                     raise FlatbufferError(f"signature {s} tensor index {index} out of range ({tensor_counts[g]} tensors)")

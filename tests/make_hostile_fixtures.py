@@ -20,8 +20,12 @@ TFLite (int8.tflite: tensors 0 input, 1 bias, 2 weights, 3 conv out, 4 output; o
     zero_scale.tflite           the input tensor's scale is 0
     writes_constant.tflite      operator 0 writes into the constant weights tensor
     control_flow.tflite         an extra WHILE operator code (subgraph call)
-    wrong_dtype.tflite          input tensor is int16 (shape and contract otherwise fine)
+    wrong_dtype.tflite          input tensor is int16, zero point 0 (shape and contract otherwise fine)
     bad_version.tflite          schema version 2
+    zero_point_range.tflite     output zero point 296 for uint8 (from uint8.tflite)      } crash LiteRT 2.3
+    tiny_scale.tflite           input scale 1e-38 (from uint8.tflite)                    } (segfault) when
+    unquantized_int8.tflite     int8 activation without scale / zero point (int8.tflite) } loaded directly
+    name_not_utf8.tflite        input tensor name b"input\xff\xfe" (UnicodeDecodeError in get_input_details)
 
 ONNX (float_static.onnx, initializer "w" moved to external data):
 
@@ -105,17 +109,37 @@ def _tflite_cases():
 
     def wrong_dtype(m, sg):
         tensor(m, 0).type = sg.TensorType.INT16
+        tensor(m, 0).quantization.zeroPoint = np.array([0], np.int64)  # int16 is symmetric
 
     def bad_version(m, sg):
         m.version = 2
+
+    def unquantized_int8(m, sg):
+        tensor(m, 3).quantization = None
+
+    def name_not_utf8(m, sg):
+        tensor(m, 0).name = b"input\xff\xfe"
 
     return {
         "bad_tensor_index": bad_tensor_index, "bad_buffer_index": bad_buffer_index,
         "bad_opcode_index": bad_opcode_index, "bad_io_index": bad_io_index, "negative_dim": negative,
         "huge_tensor": huge, "buffer_size_mismatch": size_mismatch, "quant_mismatch": quant_mismatch,
         "zero_scale": zero_scale, "writes_constant": writes_constant, "control_flow": control_flow,
-        "wrong_dtype": wrong_dtype, "bad_version": bad_version,
+        "wrong_dtype": wrong_dtype, "bad_version": bad_version, "unquantized_int8": unquantized_int8,
+        "name_not_utf8": name_not_utf8,
     }
+
+
+def _uint8_cases():
+    import numpy as np
+
+    def zero_point_range(m, sg):
+        m.subgraphs[0].tensors[6].quantization.zeroPoint = np.array([296], np.int64)
+
+    def tiny_scale(m, sg):
+        m.subgraphs[0].tensors[0].quantization.scale = np.array([1e-38], np.float32)
+
+    return {"zero_point_range": zero_point_range, "tiny_scale": tiny_scale}
 
 
 def _external(location: str) -> bytes:
@@ -142,6 +166,10 @@ def build(out: Path = HOSTILE) -> list[Path]:
     for name, change in _tflite_cases().items():
         path = out / f"{name}.tflite"
         path.write_bytes(_mutate(DATA / "int8.tflite", change))
+        written.append(path)
+    for name, change in _uint8_cases().items():
+        path = out / f"{name}.tflite"
+        path.write_bytes(_mutate(DATA / "uint8.tflite", change))
         written.append(path)
     for name, location in (("external_outside", "../outside.bin"), ("external_absolute", "/etc/hostname"),
                            ("external_inside", "external_inside.bin")):

@@ -352,3 +352,39 @@ def test_read_image_refuses_special_files_directly(tmp_path):
         imageio.read_image(tmp_path / "f.png")
     with pytest.raises(MissingInputError, match="input not found"):
         imageio.read_image(tmp_path / "none.png")
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "TIFF", "WEBP", "BMP"])
+def test_every_decodable_picture_can_be_encoded_in_every_output_format(fmt):
+    """Found by the fuzzer: a gray+alpha PNG named .bmp decoded fine, then its output failed (mode LA)."""
+    for channels in (1, 3):
+        for alpha in (False, True):
+            for dtype in (np.uint8, np.uint16):
+                color = np.full((5, 4, channels), 100, dtype)
+                picture = imageio.Picture(color=color, alpha=np.full((5, 4), 200, dtype) if alpha else None)
+                data = imageio.encode_image(picture, fmt)
+                with Image.open(__import__("io").BytesIO(data)) as im:
+                    assert im.size == (4, 5)
+
+
+def test_decoder_exceptions_from_pillow_are_bad_images_in_strict_mode(tmp_path, monkeypatch):
+    """Pillow raises TypeError/KeyError on some corrupt files: that is a bad image (65), even for the
+    fuzzer; the same exception raised in edge-restore's own code is re-raised in strict mode."""
+    monkeypatch.setattr(imageio, "STRICT_ERRORS", True)
+    corpus = Path(__file__).resolve().parent / "fuzz" / "corpus" / "image"
+    for name in ("f86335183d49349d.bin", "c98df6b6e66c64c2.bin"):  # TIFF 'Missing dimensions', decoder args
+        ext, _, data = (corpus / name).read_bytes().partition(b"\0")
+        path = hostile.write(tmp_path / f"x.{ext.decode()}", data)
+        with pytest.raises(InputImageError, match="cannot decode image"):
+            imageio.read_image(path)
+
+    def own_bug(*args):
+        raise KeyError("a bug in edge-restore")
+
+    monkeypatch.setattr(imageio, "apply_orientation", own_bug)
+    hostile.write(tmp_path / "ok.png", hostile.encode(hostile.noise((4, 4, 3)), "PNG"))
+    with pytest.raises(KeyError):
+        imageio.read_image(tmp_path / "ok.png")
+    monkeypatch.setattr(imageio, "STRICT_ERRORS", False)
+    with pytest.raises(InputImageError, match="unexpected KeyError"):
+        imageio.read_image(tmp_path / "ok.png")

@@ -84,7 +84,13 @@ HOSTILE_TFLITE = {
     "writes_constant": "operator 0 writes into constant tensor 2",
     "control_flow": "operator WHILE (control flow / subgraph call) is not allowed",
     "bad_version": "TFLite schema version 2 is not supported",
+    "zero_point_range": "tensor 6 has zero point 296 outside the uint8 range [0, 255]",
+    "tiny_scale": "tensor 0 has a quantization scale outside [1e-20, 1e+20]",
+    "unquantized_int8": "tensor 3 is int8 but has no quantization parameters",
+    "name_not_utf8": "tensor 0 has a name that is not valid UTF-8",
 }
+#: Found by fuzzing the interpreter: these kill the process inside LiteRT 2.3 when loaded directly.
+CRASH_THE_INTERPRETER = ("zero_point_range", "tiny_scale", "unquantized_int8")
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE_TFLITE))
@@ -94,6 +100,26 @@ def test_structurally_hostile_tflite_is_refused_before_the_interpreter(tmp_path,
         load_model(model)
     assert HOSTILE_TFLITE[name] in str(info.value) and "\n" not in str(info.value)
     cli_refuses(capsys, tmp_path, model, HOSTILE_TFLITE[name])
+
+
+def test_models_that_crash_the_raw_interpreter_are_refused_first(hostile_dir):
+    """Evidence for the validator: handed straight to LiteRT, these models crash the process
+    (SIGSEGV / SIGABRT); through load_model they are a one-line ModelError."""
+    pytest.importorskip("ai_edge_litert")
+    code = (
+        "import sys, numpy as np\n"
+        "from ai_edge_litert.interpreter import Interpreter\n"
+        "it = Interpreter(model_content=open(sys.argv[1], 'rb').read()); it.allocate_tensors()\n"
+        "d = it.get_input_details()[0]; it.set_tensor(d['index'], np.zeros(d['shape'], d['dtype'])); it.invoke()\n"
+    )
+    import subprocess
+
+    for name in CRASH_THE_INTERPRETER:
+        model = hostile_dir / f"{name}.tflite"
+        raw = subprocess.run([sys.executable, "-c", code, str(model)], capture_output=True, timeout=120)
+        assert raw.returncode < 0, (name, raw.returncode)  # killed by a signal
+        with pytest.raises(ModelError, match="refused before loading"):
+            load_model(model)
 
 
 def test_wrong_dtype_is_refused_from_the_flatbuffer(tmp_path, hostile_dir, capsys, no_interpreter):
@@ -236,3 +262,31 @@ def test_onnx_walker_units(tmp_path):
     for location, bad in [("w.bin", False), ("sub/w.bin", False), ("../w.bin", True), ("/etc/passwd", True),
                           ("C:\\\\w.bin", True), ("a/../../w.bin", True), ("", True), ("w\x00.bin", True)]:
         assert (unsafe_location(location, tmp_path) is not None) == bad, location
+
+
+# ---------------------------------------------------------------------------- contract JSON
+
+
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        ({"value_range": 5}, "value_range must be a list"),
+        ({"value_range": None}, "value_range must be a list"),
+        ({"tile_size": 32.0}, "tile_size must be an integer"),
+        ({"tile_size": True}, "tile_size must be an integer"),
+        ({"channels": "3"}, "channels must be an integer"),
+        ({"task": ["denoise"]}, "task must be a string"),
+        ({"residual": "yes"}, "residual must be true/false"),
+        ({"recipe": []}, "recipe an object"),
+        ({"overlap": 1e9}, "overlap must be an integer"),
+    ],
+)
+def test_contract_fields_of_the_wrong_type_are_contract_errors(changes, message):
+    """Found by the fuzzer: `value_range: 5` raised TypeError out of from_json; floats passed as sizes."""
+    import json
+
+    from edge_runtime.contract import ContractError, ModelContract
+
+    data = {**json.loads(ModelContract().to_json()), **changes}
+    with pytest.raises(ContractError, match=message):
+        ModelContract.from_json(json.dumps(data))
