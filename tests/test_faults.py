@@ -167,6 +167,7 @@ class _FullDiskFile:
 
 def test_disk_full_while_writing_simulated(tmp_path, int8_model, capsys, monkeypatch):
     inputs = _images(tmp_path / "in", 2)
+    originals = [p.read_bytes() for p in inputs]
     real_fdopen = os.fdopen
     monkeypatch.setattr(imageio.os, "fdopen", lambda fd, *a, **k: _FullDiskFile(real_fdopen(fd, *a, **k), 1000))
     out = tmp_path / "out"
@@ -174,6 +175,7 @@ def test_disk_full_while_writing_simulated(tmp_path, int8_model, capsys, monkeyp
     err = capsys.readouterr().err
     assert err.count("No space left on device") >= 2 and "edge-restore: error: cannot write" in err
     assert list(out.iterdir()) == []  # no partial output under the final name, no temporary file
+    assert [p.read_bytes() for p in inputs] == originals
 
 
 @pytest.fixture
@@ -201,6 +203,7 @@ def test_disk_full_on_a_real_small_filesystem(tmp_path, int8_model, capsys, moun
     small = _images(tmp_path / "in", 1, (16, 16, 3))[0]
     big = tmp_path / "in" / "big.png"
     Image.fromarray(np.random.default_rng(9).integers(0, 256, (200, 200, 3), dtype=np.uint8)).save(big)
+    originals = {p: p.read_bytes() for p in (small, big)}
     disk = mounted_tmpfs("disk", "size=64k")
     manifest = tmp_path / "run.json"
     code = main(["-m", str(int8_model), str(small), str(big), "-o", str(disk), "--json", str(manifest), "-q"])
@@ -208,6 +211,7 @@ def test_disk_full_on_a_real_small_filesystem(tmp_path, int8_model, capsys, moun
     assert "No space left on device" in capsys.readouterr().err
     assert sorted(p.name for p in disk.iterdir()) == ["img00_restored.png"]  # no partial big output, no temp
     assert _complete(disk / "img00_restored.png")
+    assert all(p.read_bytes() == data for p, data in originals.items())
     files = {Path(f["input"]).name: f for f in json.loads(manifest.read_text())["files"]}
     assert files["big.png"]["status"] == "error" and "No space left on device" in files["big.png"]["error"]
 
@@ -324,3 +328,19 @@ def test_kill_9_mid_batch_then_resume(tmp_path, int8_model):
     assert main(["-m", str(int8_model), str(tmp_path / "in"), "-o", str(out), "--resume", "-q"]) == 0
     assert len(list(out.glob("*_restored.png"))) == 6 and all(_complete(p) for p in out.glob("*_restored.png"))
     assert _temps(tmp_path) == []
+
+
+def test_exit_codes_document_matches_the_code():
+    """docs/exit-codes.md lists exactly the codes the CLI uses, with errors.py's values."""
+    import re
+
+    from edge_runtime import errors
+
+    text = (ROOT / "docs" / "exit-codes.md").read_text()
+    documented = {int(m) for m in re.findall(r"^\| (\d+) \|", text, re.M)}
+    constants = {v for k, v in vars(errors).items() if k.startswith("EXIT_")}
+    assert documented == constants | {128 + signal.SIGINT, 128 + signal.SIGTERM}
+    for exc, code in ((errors.UsageError, 1), (errors.InputImageError, 65), (errors.MissingInputError, 66),
+                      (errors.OutputWriteError, 73), (errors.ModelError, 78), (errors.DeviceError, 78)):
+        assert exc("x").exit_code == code and f"| {code} |" in text and exc.__name__ in text
+    assert "docs/exit-codes.md" in cli.EPILOG

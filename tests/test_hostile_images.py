@@ -189,6 +189,7 @@ def test_malformed_exif_never_loses_the_photo(tmp_path, int8_model, capsys, case
         assert im.format == "JPEG" and sorted(im.size) == [6, 8]
         assert 0x0112 not in im.getexif()  # never a stale orientation in the output
     assert src.read_bytes() == original
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.jpg", "photo_restored.jpg"]  # no temp files
     for line in capsys.readouterr().err.splitlines():
         assert line.startswith("edge-restore: warning: "), line  # warnings only, one line each
 
@@ -233,7 +234,10 @@ def test_unreadable_exif_block_is_skipped(tmp_path, caplog, monkeypatch):
 def test_content_other_than_the_extension_says(tmp_path, int8_model, capsys):
     pixels = hostile.noise((20, 24, 3))
     src = hostile.write(tmp_path / "really_png.jpg", hostile.encode(pixels, "PNG"))
+    original = src.read_bytes()
     assert main(["-m", str(int8_model), str(src), "-q"]) == 0
+    assert src.read_bytes() == original
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["really_png.jpg", "really_png_restored.jpg"]
     err = capsys.readouterr().err
     assert "edge-restore: warning: " in err and "the file is PNG, not what its .jpg extension says" in err
     with Image.open(tmp_path / "really_png_restored.jpg") as im:

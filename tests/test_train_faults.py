@@ -40,6 +40,7 @@ class _Payload:
         return (open, (self.marker, "w"))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_pickle_payload_checkpoint_is_refused_and_never_executed(tmp_path):
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.pt"
