@@ -127,7 +127,9 @@ def run_target(target: str, seconds: float, execs: int, seed: int, timeout: floa
                    "--execs", str(execs - total["executions"]), "--seed", str(seed + 1000 * round_),
                    "--state", str(state), "--corpus", str(corpus)]
             log = open(state / "stderr.log", "wb")  # libtiff & co. write warnings straight to fd 2
-            proc = subprocess.Popen(cmd, cwd=ROOT, stderr=log)
+            (state / "inputs").mkdir()
+            env = {**os.environ, "EDGE_RESTORE_FUZZ_DIR": str(state / "inputs")}
+            proc = subprocess.Popen(cmd, cwd=ROOT, stderr=log, env=env)
             last_count, last_change = -1, time.monotonic()
             hung = False
             while proc.poll() is None:

@@ -25,9 +25,11 @@ files get past checksums into the decoders.
 
 from __future__ import annotations
 
+import atexit
 import io
 import json
 import os
+import shutil
 import struct
 import tempfile
 import zlib
@@ -282,7 +284,13 @@ def model_inputs(draw) -> tuple[str, bytes]:
 
 # ------------------------------------------------------------------------------ targets
 
-_FOLDER = Path(tempfile.mkdtemp(prefix="edge-restore-fuzz-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
+# Where the inputs are written: scripts/fuzz.py passes a folder it removes itself (even after a
+# worker crash); otherwise a temporary folder removed at exit.
+if os.environ.get("EDGE_RESTORE_FUZZ_DIR"):
+    _FOLDER = Path(os.environ["EDGE_RESTORE_FUZZ_DIR"])
+else:
+    _FOLDER = Path(tempfile.mkdtemp(prefix="edge-restore-fuzz-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
+    atexit.register(shutil.rmtree, _FOLDER, True)
 
 
 @lru_cache(maxsize=1)
