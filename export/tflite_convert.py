@@ -17,6 +17,7 @@ from edge_runtime.contract import ModelContract
 
 from .metadata import stamp_tflite
 from .onnx_to_tf import tf_function_from_onnx
+from .tflite_rewrite import split_hard_swish
 
 log = logging.getLogger(__name__)
 IO_DTYPES = ("int8", "uint8", "float32")
@@ -79,7 +80,7 @@ def tflite_int8_from_qdq(qdq_model: onnx.ModelProto, contract: ModelContract, io
         c.optimizations = [tf.lite.Optimize.DEFAULT]
         _set_io(c, io_dtype)
 
-    data = _convert(qdq_model, contract, configure)
+    data, _ = split_hard_swish(_convert(qdq_model, contract, configure))
     check_fully_integer(data, io_dtype)
     return stamp_tflite(data, contract.replace(quantization="int8-qat"))
 
@@ -97,7 +98,7 @@ def tflite_int8_ptq(float_model: onnx.ModelProto, contract: ModelContract, repre
         c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         _set_io(c, io_dtype)
 
-    data = _convert(float_model, contract, configure)
+    data, _ = split_hard_swish(_convert(float_model, contract, configure))
     check_fully_integer(data, io_dtype)
     return stamp_tflite(data, contract.replace(quantization="int8-ptq"))
 

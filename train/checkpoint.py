@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from .model import Restorer, RestorerConfig
-from .quant import set_quant_mode
+from .quant import ActQuant, set_quant_mode
 
 
 class CheckpointError(ValueError):
@@ -51,6 +51,18 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
+def load_weights(model: Restorer, state: dict[str, Any]) -> None:
+    """Load a state dict strictly, except for constants: the buffers of fixed-range quantization
+    points (I/O pixel grid, hard-sigmoid ranges) may be absent in checkpoints written before a
+    point was added; they keep their built-in values."""
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    fixed = {f"{name}.{b}" for name, m in model.named_modules() if isinstance(m, ActQuant) and m.is_fixed
+             for b in ("scale", "zero_point", "lo", "hi")}
+    if unexpected or set(missing) - fixed:
+        raise CheckpointError(f"checkpoint does not fit the model: missing {sorted(set(missing) - fixed)[:5]}, "
+                              f"unexpected {sorted(unexpected)[:5]}")
+
+
 def load_restorer(path: str | Path, use_ema: bool = True) -> tuple[Restorer, dict[str, Any]]:
     """Rebuild the model stored in a checkpoint (EMA weights by default), in eval mode.
 
@@ -59,6 +71,6 @@ def load_restorer(path: str | Path, use_ema: bool = True) -> tuple[Restorer, dic
     ckpt = load_checkpoint(path)
     model = Restorer(RestorerConfig.from_dict(ckpt["model_config"]))
     state = ckpt["ema"] if use_ema and ckpt.get("ema") is not None else ckpt["model"]
-    model.load_state_dict(state)
+    load_weights(model, state)
     set_quant_mode(model, "quant" if ckpt.get("qat") else "off")
     return model.eval(), ckpt

@@ -24,6 +24,10 @@ from torch.nn import functional as F
 QMIN, QMAX = -128, 127
 WEIGHT_QMAX = 127
 MODES = ("off", "observe", "quant")
+# Hard-sigmoid relu6(x + 3) / 6 is quantized in two steps with these fixed (scale, zero point):
+# [0, 6] after the fused ADD+RELU6, [0, 1] after the MUL by 1/6 (the same int8 codes).
+RELU6_QPARAMS = (6.0 / 255.0, -128)
+GATE_QPARAMS = (1.0 / 255.0, -128)
 
 
 def affine_from_range(lo: float, hi: float) -> tuple[float, int]:

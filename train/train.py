@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from edge_runtime.metrics import psnr
 
-from .checkpoint import load_checkpoint, load_restorer, save_checkpoint
+from .checkpoint import load_checkpoint, load_restorer, load_weights, save_checkpoint
 from .data import PatchConfig, PatchSampler, is_held_out, list_images, load_images, validation_pairs
 from .degradations import DegradationConfig
 from .losses import restoration_loss
@@ -152,8 +152,8 @@ def train(cfg: TrainConfig) -> Path:
     last_path, best_path = out / "last.pt", out / "best.pt"
     if cfg.resume and last_path.exists():
         ckpt = load_checkpoint(last_path)
-        model.load_state_dict(ckpt["model"])
-        ema.load_state_dict(ckpt["ema"])
+        load_weights(model, ckpt["model"])
+        load_weights(ema, ckpt["ema"])
         opt.load_state_dict(ckpt["optimizer"])
         start, best = int(ckpt["step"]), float(ckpt.get("best", -math.inf))
         log.info("resumed from %s at step %d", last_path, start)

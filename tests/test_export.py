@@ -1,0 +1,124 @@
+"""Export end to end on a tiny QAT model: ONNX float/QDQ, TFLite float/FP16/INT8/PTQ, audit, parity."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+pytest.importorskip("tensorflow")
+pytest.importorskip("onnxruntime")
+
+from edge_runtime.backends import open_backend  # noqa: E402
+from edge_runtime.contract import METADATA_KEY, ModelContract  # noqa: E402
+from edge_runtime.tflite_metadata import read_contract  # noqa: E402
+from export.audit import audit_scales  # noqa: E402
+from export.cli import main as export_main  # noqa: E402
+from export.onnx_to_tf import GraphTranslator, UnsupportedGraphError  # noqa: E402
+from export.tflite_convert import tflite_int8_from_qdq  # noqa: E402
+from export.verify import main as parity_main, parity_ladder  # noqa: E402
+from train.cli import main as train_main  # noqa: E402
+
+pytestmark = pytest.mark.slow
+TILE = 32
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    common = ["--preset", "tiny", "--patch", "32", "--batch", "4", "--threads", "1", "--val-every", "1000"]
+    assert train_main([*common, "--steps", "20", "--out", str(root / "float")]) == 0
+    assert train_main([*common, "--qat", "--init-from", str(root / "float" / "best.pt"), "--steps", "10", "--lr", "1e-4",
+                       "--calib-batches", "4", "--out", str(root / "qat")]) == 0
+    out = root / "models"
+    assert export_main([str(root / "qat" / "best.pt"), "--out", str(out), "--name", "tiny", "--tile", str(TILE),
+                        "--overlap", "4", "--ptq", "--ptq-samples", "4"]) == 0
+    return root, out
+
+
+def test_every_format_is_written_with_the_contract(exported):
+    _, out = exported
+    for suffix in ("float.onnx", "qdq.onnx", "float.tflite", "fp16.tflite", "int8.tflite", "int8_ptq.tflite"):
+        assert (out / f"tiny_{suffix}").is_file(), suffix
+    for suffix, quant in (("float.tflite", "float"), ("fp16.tflite", "fp16"), ("int8.tflite", "int8-qat"),
+                          ("int8_ptq.tflite", "int8-ptq")):
+        contract = read_contract((out / f"tiny_{suffix}").read_bytes())
+        assert (contract.quantization, contract.tile_size, contract.size_multiple) == (quant, TILE, 4)
+        assert contract.task == "denoise" and contract.recipe["step"] > 0
+    proto = onnx.load(str(out / "tiny_qdq.onnx"))
+    onnx.checker.check_model(proto)
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert ModelContract.from_json(meta[METADATA_KEY]).layout == "NCHW"
+    assert proto.opset_import[0].version >= 13
+    ops = {n.op_type for n in proto.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
+
+
+@pytest.mark.parametrize("name", ["int8", "int8_ptq"])
+def test_integer_models_are_fully_int8_with_pixel_grid_io(exported, name):
+    from ai_edge_litert.interpreter import Interpreter
+
+    _, out = exported
+    interp = Interpreter(model_path=str(out / f"tiny_{name}.tflite"))
+    dtypes = {d["dtype"] for d in interp.get_tensor_details()}
+    assert dtypes <= {np.int8, np.int32}, dtypes  # int32 only for biases
+    inp, outp = interp.get_input_details()[0], interp.get_output_details()[0]
+    assert inp["dtype"] == outp["dtype"] == np.int8
+    assert list(inp["shape"]) == [1, TILE, TILE, 3]
+    ops = {o["op_name"] for o in interp._get_ops_details()}
+    assert "HARD_SWISH" not in ops and {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MUL"} <= ops  # XNNPACK-friendly
+    if name == "int8":  # QAT pins the I/O to the 8-bit pixel grid
+        assert inp["quantization"] == pytest.approx((1 / 255, -128)) and outp["quantization"] == pytest.approx((1 / 255, -128))
+
+
+def test_scale_audit_matches_every_activation(exported):
+    _, out = exported
+    report = json.loads((out / "tiny_scale_audit.json").read_text())
+    assert report["ok"] and report["matched"] == report["tflite_activations"] > 20
+    # a re-calibrated model must fail the audit: PTQ scales are not the QAT ones
+    ptq = audit_scales(onnx.load(str(out / "tiny_qdq.onnx")), (out / "tiny_int8_ptq.tflite").read_bytes())
+    assert not ptq.ok and ptq.mismatches
+
+
+def test_uint8_io_for_coral_pipelines(exported):
+    _, out = exported
+    data = tflite_int8_from_qdq(onnx.load(str(out / "tiny_qdq.onnx")), read_contract((out / "tiny_int8.tflite").read_bytes()),
+                                io_dtype="uint8")
+    path = out / "tiny_uint8.tflite"
+    path.write_bytes(data)
+    backend = open_backend(path, threads=1)
+    assert backend.io_dtype == np.uint8
+    tile = np.random.default_rng(0).random((1, TILE, TILE, 3)).astype(np.float32)
+    same = open_backend(out / "tiny_int8.tflite", threads=1).run(tile).copy()
+    assert np.abs(backend.run(tile) - same).max() <= 1 / 255 + 1e-6
+
+
+def test_parity_ladder_passes_on_every_rung(exported):
+    root, out = exported
+    rungs, quality = parity_ladder(str(root / "qat" / "best.pt"), str(out), "tiny", count=2)
+    assert all(r.ok for r in rungs), rungs
+    assert rungs[0].value < 1e-4
+    assert abs(quality["TFLite INT8"] - quality["torch fake-quant"]) < 0.1
+    report = out / "parity.json"
+    assert parity_main([str(root / "qat" / "best.pt"), str(out), "--name", "tiny", "--count", "1", "--json", str(report)]) == 0
+    assert len(json.loads(report.read_text())["rungs"]) == 4
+
+
+def test_parity_reports_missing_files(exported, capsys):
+    root, out = exported
+    assert parity_main([str(root / "qat" / "best.pt"), str(out), "--name", "nope"]) == 1
+    assert "missing exported files" in capsys.readouterr().err
+
+
+def test_unsupported_ops_are_named():
+    node = onnx.helper.make_node("Sigmoid", ["input"], ["output"])
+    graph = onnx.helper.make_graph([node], "g", [onnx.helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, [1, 3, 4, 4])],
+                                   [onnx.helper.make_tensor_value_info("output", onnx.TensorProto.FLOAT, [1, 3, 4, 4])])
+    with pytest.raises(UnsupportedGraphError, match="Sigmoid"):
+        GraphTranslator(onnx.helper.make_model(graph))(np.zeros((1, 4, 4, 3), np.float32))
+
+
+def test_export_refuses_a_tile_that_is_not_a_multiple(exported, capsys):
+    root, out = exported
+    assert export_main([str(root / "qat" / "best.pt"), "--out", str(out / "bad"), "--tile", "30"]) == 1
+    assert "multiple" in capsys.readouterr().err
