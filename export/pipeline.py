@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 
 from edge_runtime.contract import DEFAULT_OVERLAP, DEFAULT_TILE, ModelContract
-from train.checkpoint import load_restorer
+from train.checkpoint import load_restorer, strip_checkpoint
 from train.data import PatchConfig, PatchSampler, list_images, load_images
 from train.degradations import DegradationConfig
 from train.model import Restorer
@@ -80,6 +80,7 @@ def export_all(cfg: ExportConfig) -> dict[str, str]:
     files["tflite_float"] = str(write_bytes(out / f"{cfg.name}_float.tflite", tflite_float(float_onnx, contract)))
     files["tflite_fp16"] = str(write_bytes(out / f"{cfg.name}_fp16.tflite", tflite_fp16(float_onnx, contract)))
 
+    files["checkpoint"] = str(strip_checkpoint(cfg.checkpoint, out / f"{cfg.name}_{'qat' if qat else 'float'}.pt"))
     if qat:
         set_quant_mode(model, "quant")
         qdq = export_onnx(model, out / f"{cfg.name}_qdq.onnx", contract.replace(quantization="int8-qat"))

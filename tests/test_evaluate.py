@@ -217,3 +217,23 @@ def test_onnx_model_runs_through_the_edge_runtime(tmp_path):
     assert "edge_runtime" in deg["side_info"]["tiny.onnx"]
     for row in deg["per_image"]:  # one 64x64 tile per image: the runtime sees what torch sees
         assert row["psnr"]["tiny.onnx"] == pytest.approx(row["psnr"]["tiny.pt"], abs=0.05)
+
+
+def test_held_out_uses_only_the_training_validation_slice(clean_dir, tmp_path, capsys):
+    from train.data import is_held_out
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    names = [f"img{i}.png" for i in range(60)]
+    held = [n for n in names if is_held_out(Path(n))]
+    assert held  # crc32 picks about 1 in 20
+    src = (clean_dir / "astronaut.png").read_bytes()
+    for n in names[:20] + held[:1]:
+        (folder / n).write_bytes(src)
+    out = tmp_path / "r"
+    assert ev.main(["--clean", str(folder), "--held-out", "--degradation", "awgn:25", "--methods", "identity",
+                    "--out", str(out), "--no-progress"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["held_out"] is True and results["images"] == held[:1]
+    per_image = json.dumps(results)
+    assert held[0] in per_image and not any(n in per_image for n in names[:20] if n not in held)

@@ -51,6 +51,18 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
+def strip_checkpoint(src: str | Path, dst: str | Path) -> Path:
+    """Write the inference part of a checkpoint (EMA weights, model arguments, recipe) to `dst`.
+
+    What ships beside an exported model so its parity ladder can be rerun: no optimizer state.
+    """
+    ckpt = load_checkpoint(src)
+    weights = ckpt["ema"] if ckpt.get("ema") is not None else ckpt["model"]
+    keep = {k: ckpt[k] for k in ("model_config", "qat", "train_config", "step", "best") if k in ckpt}
+    save_checkpoint(dst, {**keep, "model": weights, "ema": None})
+    return Path(dst)
+
+
 def load_weights(model: Restorer, state: dict[str, Any]) -> None:
     """Load a state dict strictly, except for constants: the buffers of fixed-range quantization
     points (I/O pixel grid, hard-sigmoid ranges) may be absent in checkpoints written before a

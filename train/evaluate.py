@@ -47,7 +47,7 @@ from edge_runtime.contract import PIXEL_MAX
 from edge_runtime.metrics import psnr
 
 from . import classic
-from .data import list_images, load_image
+from .data import is_held_out, list_images, load_image
 from .degradations import add_gaussian_noise, add_poisson_gaussian_noise, blur, gaussian_kernel, quantize_8bit
 
 #: Variance of the rounding error of an 8-bit image, in (0-255 units)^2: uniform on [-1/2, 1/2].
@@ -460,6 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", action="append", default=[], metavar="PATH", help=".pt, .onnx or .tflite model (repeatable)")
     p.add_argument("--seed", type=int, default=0, help="seed of the degradations (default %(default)s)")
     p.add_argument("--max-images", type=int, default=None, metavar="N", help="use only the first N images (sorted by path)")
+    p.add_argument("--held-out", action="store_true",
+                   help="use only the training code's held-out validation slice of --clean (images never trained on)")
     p.add_argument("--crop", type=int, default=None, metavar="N", help="centre-crop every image to at most NxN (speed)")
     p.add_argument("--out", required=True, metavar="DIR", help="report folder (created)")
     p.add_argument("--threads", type=int, default=1,
@@ -501,8 +503,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         paths = list_images(args.clean)
     except FileNotFoundError as exc:
         raise EvalError(str(exc)) from None
+    if args.held_out:
+        paths = [p for p in paths if is_held_out(p)]
     if not paths:
-        raise EvalError(f"no images in {args.clean}")
+        raise EvalError(f"no images in {args.clean}" + (" in the held-out split" if args.held_out else ""))
     paths = paths[: args.max_images] if args.max_images else paths
     root = Path(args.clean)
     images = []
@@ -530,7 +534,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     results = {
         "tool": "edge-restore-eval",
         "config": {
-            "clean_dir": str(args.clean), "seed": args.seed, "crop": args.crop, "max_images": args.max_images,
+            "clean_dir": str(args.clean), "held_out": args.held_out, "seed": args.seed, "crop": args.crop,
+            "max_images": args.max_images,
             "blur_noise": args.blur_noise, "methods": requested, "models": list(args.model), "threads": args.threads,
             "command": "edge-restore-eval " + shlex.join(argv),
             "machine": f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPU(s), Python {platform.python_version()}",
