@@ -157,6 +157,21 @@ def test_bad_method_model_and_folder_exit_1(clean_dir, tmp_path, capsys):
     assert ev.main(["--clean", str(clean_dir), "--model", str(tmp_path / "x.h5")] + base) == 1
 
 
+def test_scores_are_the_shared_gaussian_ssim_and_psnr(awgn_report, tmp_path, capsys):
+    from edge_runtime import metrics
+
+    assert ev.ssim is metrics.ssim and ev.psnr is metrics.psnr
+    results = json.loads((awgn_report / "results.json").read_text())
+    row = results["degradations"]["awgn:25"]["per_image"][0]
+    assert row["ssim"]["identity"] < row["ssim"]["nlm-opencv"] <= 1.0
+    assert "11x11 Gaussian window" in (awgn_report / "report.md").read_text()
+    small = tmp_path / "small"
+    small.mkdir()
+    Image.fromarray(np.zeros((10, 40, 3), np.uint8)).save(small / "strip.png")
+    assert ev.main(["--clean", str(small), "--degradation", "awgn:25", "--out", str(tmp_path / "r"), "--no-progress"]) == 1
+    assert "too small to score" in capsys.readouterr().err
+
+
 def test_torch_checkpoint_is_evaluated(tmp_path):
     torch = pytest.importorskip("torch")
     from train.checkpoint import save_checkpoint

@@ -44,7 +44,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edge_runtime.contract import PIXEL_MAX
-from edge_runtime.metrics import psnr
+from edge_runtime.metrics import psnr, ssim
 
 from . import classic
 from .data import is_held_out, list_images, load_image
@@ -56,6 +56,8 @@ ROUNDING_VARIANCE = 1.0 / 12.0
 DEFAULT_BLUR_NOISE = 2.55
 #: Kernel folder that `motion:levin` resolves to, relative to the places listed in `_levin_dir`.
 LEVIN_SUBDIR = Path("shared/datasets/blur_kernels/levin09_npy")
+#: Smallest image side edge_runtime.metrics.ssim accepts (its 11x11 Gaussian window).
+SSIM_MIN_SIDE = 11
 KINDS = ("awgn", "poisson-gauss", "motion", "gauss-blur")
 NOISE_KINDS = ("awgn", "poisson-gauss")
 BLUR_KINDS = ("motion", "gauss-blur")
@@ -342,12 +344,6 @@ def resolve_methods(deg: Degradation, requested: list[str] | None, models: list[
 # --------------------------------------------------------------------------------------------
 
 
-def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    from skimage.metrics import structural_similarity
-
-    return float(structural_similarity(a, b, channel_axis=2, data_range=1.0))
-
-
 def centre_crop(img: np.ndarray, side: int | None) -> np.ndarray:
     if not side:
         return img
@@ -515,6 +511,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
             img = load_image(p, 3)
         except Exception as exc:  # noqa: BLE001 - any unreadable file is a clear input error
             raise EvalError(f"cannot read {p}: {exc}") from None
+        if min(img.shape[:2]) < SSIM_MIN_SIDE:
+            raise EvalError(f"{p}: {img.shape[1]}x{img.shape[0]} is too small to score (SSIM needs at least "
+                            f"{SSIM_MIN_SIDE}x{SSIM_MIN_SIDE} pixels)")
         images.append((str(p.relative_to(root)), centre_crop(img, args.crop)))
     if args.threads < 0:
         raise EvalError("--threads must be >= 0")

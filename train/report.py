@@ -68,8 +68,10 @@ def render_markdown(results: dict[str, Any], figures: dict[str, str]) -> str:
         "(as real photos arrive); every method and model sees the identical 8-bit input "
         "(`input_sha256` in results.json).",
         "- Outputs are clipped and rounded to 8 bits before scoring. PSNR in dB (peak 1.0, "
-        "`edge_runtime.metrics.psnr`); SSIM from `skimage.metrics.structural_similarity` "
-        "(default 7x7 uniform window, channel_axis=2, data_range=1). Means are over images.",
+        "`edge_runtime.metrics.psnr`); SSIM from `edge_runtime.metrics.ssim` "
+        "(Wang et al.: 11x11 Gaussian window, sigma 1.5, K1=0.01, K2=0.03, data range 1, per channel then averaged; "
+        "equal to scikit-image's `structural_similarity` with `gaussian_weights=True, use_sample_covariance=False`). "
+        "Means are over images.",
         "- Classic methods get their fairest setting: the *true* noise sigma (0-255 scale, including the "
         "8-bit rounding noise: sqrt(sigma^2 + 1/12)) and, for deconvolution, the *true* blur kernel. "
         "Learned models get nothing but the degraded image.",
