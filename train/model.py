@@ -16,6 +16,7 @@ from typing import Callable
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
 
 from edge_runtime.contract import io_quantization
 
@@ -160,7 +161,15 @@ class Upsample(nn.Module):
 
 
 class Restorer(nn.Module):
-    """U-Net of inverted residual blocks predicting a residual added to the input."""
+    """U-Net of inverted residual blocks predicting a residual added to the input.
+
+    `grad_checkpoint = True` recomputes the encoder, bottleneck and decoder stages in the backward
+    pass instead of storing their activations (torch.utils.checkpoint, non-reentrant): less memory,
+    about one more forward of compute, the same result. It applies only while training with
+    gradients on, and never in QAT "observe" mode, whose range updates must not run twice.
+    """
+
+    grad_checkpoint: bool = False
 
     def __init__(self, cfg: RestorerConfig) -> None:
         super().__init__()
@@ -183,17 +192,22 @@ class Restorer(nn.Module):
         with torch.no_grad():  # start close to the identity map: the residual is small
             self.head.conv.weight.mul_(0.1)
 
+    def _stage(self, stage: nn.Module, h: torch.Tensor) -> torch.Tensor:
+        if self.grad_checkpoint and self.training and torch.is_grad_enabled() and self.q_in.mode != "observe":
+            return checkpoint(stage, h, use_reentrant=False)
+        return stage(h)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.q_in(x)
         h = self.stem(x)
         skips = []
         for enc, down in zip(self.encoders, self.downs):
-            h = enc(h)
+            h = self._stage(enc, h)
             skips.append(h)
             h = down(h)
-        h = self.bottleneck(h)
+        h = self._stage(self.bottleneck, h)
         for i in reversed(range(self.cfg.depth)):
-            h = self.decoders[i](self.q_skips[i](self.ups[i](h) + skips[i]))
+            h = self._stage(self.decoders[i], self.q_skips[i](self.ups[i](h) + skips[i]))
         return self.q_out(x + self.head(h))
 
 
