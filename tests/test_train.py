@@ -64,6 +64,43 @@ def test_resume_continues_from_the_last_checkpoint(float_run, photos, tmp_path):
     assert resumed["step"] == 170
     steps = [json.loads(l).get("step") for l in (run / "metrics.jsonl").read_text().splitlines()]
     assert max(steps) == 170 and steps.count(50) == 1  # continued from 150, not from 0 again
+    rows = (run / "metrics.csv").read_text().splitlines()
+    assert rows.count(rows[0]) == 1 and [r.split(",")[0] for r in rows[1:]] == ["50", "100", "150", "170"]
+
+
+def test_checkpoints_carry_the_model_contract(float_run, tmp_path):
+    from edge_runtime.contract import ModelContract
+    from train.checkpoint import strip_checkpoint
+    for name in ("best.pt", "last.pt"):
+        contract = ModelContract.from_json(load_checkpoint(float_run / name)["contract"])
+        assert (contract.task, contract.channels, contract.size_multiple, contract.tile_size) == ("denoise", 3, 4, 256)
+        assert contract.preset == "tiny" and contract.layout == "NCHW" and contract.quantization == "float"
+        assert contract.recipe["step"] == load_checkpoint(float_run / name)["step"]
+    shipped = strip_checkpoint(float_run / "best.pt", tmp_path / "shipped.pt")
+    assert ModelContract.from_json(load_checkpoint(shipped)["contract"]).task == "denoise"
+
+
+def test_contract_task_channels_and_a_tile_size_that_does_not_fit(tmp_path, capsys):
+    from edge_runtime.contract import ModelContract
+    args = ["--preset", "tiny", "--patch", "32", "--batch", "2", "--threads", "1", "--task", "deblur", "--steps", "2",
+            "--val-every", "1000", "--tile-size", "128"]
+    assert train_main([*args, "--out", str(tmp_path / "deblur")]) == 0
+    contract = ModelContract.from_json(load_checkpoint(tmp_path / "deblur" / "last.pt")["contract"])
+    assert contract.task == "deblur" and contract.tile_size == 128
+    assert train_main([*args[:-1], "130", "--out", str(tmp_path / "bad")]) == 1
+    assert "tile_size 130 must be a positive multiple of size_multiple 4" in capsys.readouterr().err
+    assert not (tmp_path / "bad" / "last.pt").exists()
+
+
+def test_metrics_csv_beside_the_jsonl(float_run):
+    import csv
+    with (float_run / "metrics.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    header = (float_run / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert header[:4] == ["step", "loss", "lr", "mpix_per_s"] and len(header) == 5 and header[4].startswith("val_psnr_")
+    assert [int(r["step"]) for r in rows] == [50, 100, 150]
+    assert all(float(r["loss"]) > 0 and float(r["lr"]) > 0 and float(r["mpix_per_s"]) > 0 for r in rows)
+    assert [r[header[4]] for r in rows][:2] == ["", ""] and float(rows[2][header[4]]) == val_history(float_run)[-1]
 
 
 def test_qat_needs_a_float_checkpoint(tmp_path, capsys):
@@ -77,6 +114,9 @@ def test_qat_fine_tune_keeps_quality_and_stores_frozen_scales(float_run, photos,
                        "--val-every", "30", "--calib-batches", "4", "--out", str(out)]) == 0
     ckpt = load_checkpoint(out / "best.pt")
     assert ckpt["qat"] is True
+    from edge_runtime.contract import ModelContract
+    contract = ModelContract.from_json(ckpt["contract"])
+    assert contract.quantization == "int8-qat" and contract.preset == "tiny"  # the architecture, not --preset's default
     scales = {k: float(v) for k, v in ckpt["ema"].items() if k.endswith(".scale")}
     assert len(scales) > 20 and all(s > 0 for s in scales.values())
     assert abs(scales["q_in.scale"] - 1 / 255) < 1e-9

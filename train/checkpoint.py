@@ -58,7 +58,7 @@ def strip_checkpoint(src: str | Path, dst: str | Path) -> Path:
     """
     ckpt = load_checkpoint(src)
     weights = ckpt["ema"] if ckpt.get("ema") is not None else ckpt["model"]
-    keep = {k: ckpt[k] for k in ("model_config", "qat", "train_config", "step", "best") if k in ckpt}
+    keep = {k: ckpt[k] for k in ("model_config", "qat", "train_config", "contract", "step", "best") if k in ckpt}
     save_checkpoint(dst, {**keep, "model": weights, "ema": None})
     return Path(dst)
 

@@ -6,12 +6,19 @@ Examples:
       --preset small --steps 20000 --out runs/denoise
   python -m train --qat --init-from runs/denoise/best.pt --steps 2000 --lr 1e-4 --out runs/denoise-qat \\
       --data ../shared/datasets/CBSD432
+  OMP_NUM_THREADS=1 torchrun --nproc_per_node=2 -m train --preset tiny --steps 2000 --out runs/ddp
+
+Data-parallel: under torchrun (WORLD_SIZE > 1) every process trains a DistributedDataParallel copy
+(gloo on CPU, NCCL with --device cuda); rank r trains on the batch a single process would draw at
+step * WORLD_SIZE + r, so --batch is per process and the effective batch is WORLD_SIZE * --batch.
+Rank 0 alone keeps the EMA, validates, writes checkpoints, metrics.jsonl/metrics.csv and the bar.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from dataclasses import replace
 
@@ -19,6 +26,21 @@ from .data import PatchConfig
 from .degradations import DegradationConfig
 from .model import PRESETS, summary_table
 from .train import TrainConfig, train
+
+
+def _int_at_least(minimum: int):
+    """argparse type: an integer >= minimum."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} must be at least {minimum}")
+        return value
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,11 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", action="append", default=[], metavar="DIR",
                    help="folder of clean photos (recursive; repeatable). None: procedural dead leaves only")
     p.add_argument("--val", action="append", default=[], metavar="DIR", help="extra validation folder (e.g. Set14)")
-    p.add_argument("--out", default=d.out_dir, help="run folder: last.pt, best.pt, metrics.jsonl (default %(default)s)")
+    p.add_argument("--out", default=d.out_dir,
+                   help="run folder: last.pt, best.pt, metrics.jsonl, metrics.csv (default %(default)s)")
     p.add_argument("--preset", choices=tuple(PRESETS), default=d.preset, help="architecture (default %(default)s)")
     p.add_argument("--steps", type=int, default=d.steps, help="total optimiser steps (default %(default)s)")
     p.add_argument("--patch", type=int, default=pd.patch, help="training patch side in px (default %(default)s)")
-    p.add_argument("--batch", type=int, default=pd.batch, help="patches per step (default %(default)s)")
+    p.add_argument("--batch", type=int, default=pd.batch,
+                   help="patches per step and per process under torchrun (default %(default)s)")
     p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (default %(default)s)")
     p.add_argument("--warmup", type=int, default=d.warmup, help="warm-up steps (default %(default)s)")
     p.add_argument("--schedule", choices=("cosine", "onecycle", "constant"), default=d.schedule)
@@ -48,12 +72,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-quantize-inputs", action="store_true", help="keep degraded inputs in float (default: 8-bit rounded)")
     p.add_argument("--seed", type=int, default=pd.seed)
     p.add_argument("--threads", type=int, default=d.threads, help="torch threads (0: all cores)")
-    p.add_argument("--val-every", type=int, default=d.val_every)
-    p.add_argument("--ckpt-every", type=int, default=d.ckpt_every)
+    p.add_argument("--log-every", type=_int_at_least(1), default=d.log_every,
+                   help="steps between loss/lr/throughput lines in metrics.jsonl and metrics.csv (default %(default)s)")
+    p.add_argument("--val-every", type=int, default=d.val_every,
+                   help="steps between validations of the EMA weights (default %(default)s)")
+    p.add_argument("--ckpt-every", type=int, default=d.ckpt_every,
+                   help="steps between writes of OUT/last.pt (default %(default)s)")
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
     p.add_argument("--init-from", default="", metavar="CKPT", help="start from this checkpoint's weights")
     p.add_argument("--qat", action="store_true", help="quantization-aware fine-tuning (needs --init-from)")
     p.add_argument("--calib-batches", type=int, default=d.calib_batches, help="batches observed before ranges freeze")
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default=d.device,
+                   help="where to train: cpu, cuda (each torchrun process on its LOCAL_RANK GPU) or auto "
+                        "(cuda when available) (default %(default)s)")
+    p.add_argument("--amp", action="store_true",
+                   help="mixed precision: bfloat16 autocast on CPU (allowed, but usually slower than float32 "
+                        "without native bfloat16), float16 autocast with a GradScaler on CUDA; the loss, the "
+                        "optimizer, the EMA and validation stay float32. Not with --qat")
+    p.add_argument("--grad-checkpoint", action="store_true",
+                   help="gradient checkpointing over the encoder, bottleneck and decoder stages: recomputes them "
+                        "in the backward pass instead of storing activations (less memory, ~1 extra forward, "
+                        "same result)")
+    p.add_argument("--tile-size", type=_int_at_least(1), default=d.tile_size,
+                   help="tile side recorded in the model contract stored in each checkpoint; a multiple of the "
+                        "preset's size multiple (default %(default)s)")
     return p
 
 
@@ -63,9 +105,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     patch = PatchConfig(patch=args.patch, batch=args.batch, dead_leaves_prob=args.dead_leaves, seed=args.seed)
     return TrainConfig(out_dir=args.out, data=args.data, val_dirs=args.val, preset=args.preset, steps=args.steps,
                        lr=args.lr, warmup=args.warmup, schedule=args.schedule, ema=args.ema, freq_loss=args.freq_loss,
-                       threads=args.threads, val_every=args.val_every, ckpt_every=args.ckpt_every,
-                       resume=not args.no_resume, init_from=args.init_from, qat=args.qat,
-                       calib_batches=args.calib_batches, patch=patch, degradation=degradation)
+                       threads=args.threads, log_every=args.log_every, val_every=args.val_every,
+                       ckpt_every=args.ckpt_every, resume=not args.no_resume, init_from=args.init_from, qat=args.qat,
+                       calib_batches=args.calib_batches, device=args.device, amp=args.amp,
+                       grad_checkpoint=args.grad_checkpoint, tile_size=args.tile_size, patch=patch,
+                       degradation=degradation)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,13 +117,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.summary:
         print(summary_table())
         return 0
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    tag = f"[rank {rank}] " if world > 1 else ""  # torchrun: every process logs; metrics come from rank 0
+    logging.basicConfig(level=logging.INFO, format=f"%(levelname)s {tag}%(message)s")
     try:
         best = train(config_from_args(args))
     except (ValueError, FileNotFoundError) as exc:
-        print(f"edge-restore-train: error: {exc}", file=sys.stderr)
+        print(f"edge-restore-train: error: {tag}{exc}", file=sys.stderr)
         return 1
-    print(f"best checkpoint: {best}")
+    if rank == 0:
+        print(f"best checkpoint: {best}")
     return 0
 
 
