@@ -174,8 +174,10 @@ def compare(model: Path, reference: Path, candidate: Path, min_agreement: float,
         problems.append("no restored images to compare")
     all_diffs = np.concatenate(img_diffs) if img_diffs else np.zeros(0)
     img = _stats(all_diffs, level_tol)
-    mse = float(np.mean(all_diffs.astype(np.float64) ** 2)) if all_diffs.size else 0.0
-    img_psnr = "identical" if mse == 0 else f"PSNR {10 * math.log10(255.0**2 / mse):.2f} dB between the two"
+    from edge_runtime.metrics import psnr
+
+    pooled = psnr(all_diffs, np.zeros_like(all_diffs), peak=255.0) if all_diffs.size else math.inf  # over every pixel
+    img_psnr = "identical" if math.isinf(pooled) else f"PSNR {pooled:.2f} dB between the two"
     ok = not problems and raw["within_pct"] >= min_agreement and img["within_pct"] >= min_agreement
     step = f"one int8 step (scale {scale:.6g} = {scale * 255:.3f} levels)" if quantized else "one 8-bit level"
     lines = [
