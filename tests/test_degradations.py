@@ -73,3 +73,10 @@ def test_deblur_task_blurs_and_adds_only_mild_noise():
     out = degrade(img, cfg, np.random.default_rng(2))
     # a blurred random image loses most of its pixel-to-pixel variation
     assert np.abs(np.diff(out, axis=1)).mean() < 0.6 * np.abs(np.diff(img, axis=1)).mean()
+
+
+def test_deblur_noise_ignores_the_denoiser_sigma_range():
+    img = np.random.default_rng(1).random((48, 48, 3)).astype(np.float32)
+    cfg = DegradationConfig(task="deblur", sigma_min=10, sigma_max=50, deblur_sigma_max=2.55)
+    out = degrade(img, cfg, np.random.default_rng(2))  # used to fail: uniform(10, 2.55)
+    assert out.shape == img.shape

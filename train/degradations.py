@@ -137,16 +137,16 @@ def random_blur_kernel(cfg: DegradationConfig, rng: np.random.Generator) -> np.n
 def degrade(img: np.ndarray, cfg: DegradationConfig, rng: np.random.Generator) -> np.ndarray:
     """Apply the configured degradation chain (blur, then noise, then JPEG, then 8-bit rounding)."""
     out = img
-    sigma_max = cfg.sigma_max
+    sigma_min, sigma_max = cfg.sigma_min, cfg.sigma_max
     if cfg.task in ("deblur", "both"):
         out = blur(out, random_blur_kernel(cfg, rng))
-        if cfg.task == "deblur":
-            sigma_max = cfg.deblur_sigma_max
+        if cfg.task == "deblur":  # mild noise only: the sigma range is the denoiser's
+            sigma_min, sigma_max = 0.0, cfg.deblur_sigma_max
     if sigma_max > 0:
         if cfg.task != "deblur" and rng.random() < cfg.poisson_prob:
             out = add_poisson_gaussian_noise(out, rng.uniform(0, cfg.shot_max), rng.uniform(0, sigma_max / 5), rng)
         else:
-            out = add_gaussian_noise(out, rng.uniform(cfg.sigma_min, sigma_max), rng)
+            out = add_gaussian_noise(out, rng.uniform(sigma_min, sigma_max), rng)
     if cfg.jpeg_prob > 0 and rng.random() < cfg.jpeg_prob:
         out = jpeg_compress(out, int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1)))
     return quantize_8bit(out) if cfg.quantize else out.astype(np.float32)

@@ -283,6 +283,8 @@ def _train(cfg: TrainConfig, ddp: Distributed, device: torch.device) -> Path:
         model, init_ckpt = load_restorer(cfg.init_from)
         set_quant_mode(model, "off")
         model_cfg = model.cfg
+        # the architecture comes from the checkpoint, so its preset name is the one to record
+        cfg = replace(cfg, preset=init_ckpt.get("train_config", {}).get("preset", cfg.preset))
     else:
         if cfg.qat:
             raise ValueError("QAT fine-tunes a trained float model: pass init_from (--init-from CKPT)")
