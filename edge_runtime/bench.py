@@ -533,7 +533,7 @@ def _fmt(x: float | None, spec: str = ".2f", none: str = "-") -> str:
     return none if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, spec)
 
 
-def compute_summary(rows: dict[str, dict], limit: dict | None, macs_info: dict, what_if: dict | None = None) -> dict:
+def compute_summary(rows: dict[str, dict], limit: dict | None, macs_info: dict) -> dict:
     """Ratios against INT8, roofline and targets, all computed from the measured numbers."""
     ref = rows.get("int8", {})
     ref_ok = ref.get("status") == "ok"
@@ -561,13 +561,6 @@ def compute_summary(rows: dict[str, dict], limit: dict | None, macs_info: dict, 
         models = limit.get("models", {})
         roof["ceilings"] = {n: m["gmacs_per_s"] for n, m in models.items()}
     summary["roofline"] = roof
-    if what_if and what_if.get("status") == "ok" and mpp and "limit_gmacs_per_s" in roof:
-        what_if["achieved_gmacs_per_s"] = mpp * what_if["megapixels_per_second"] / 1e3
-        what_if["achieved_fraction"] = what_if["achieved_gmacs_per_s"] / roof["limit_gmacs_per_s"]
-        if what_if.get("graph_macs_per_tile") and what_if.get("invoke_ms_min"):
-            what_if["in_model_fraction"] = (
-                what_if["graph_macs_per_tile"] / (what_if["invoke_ms_min"] / 1e3) / 1e9 / roof["limit_gmacs_per_s"]
-            )
 
     targets = []
 
@@ -689,23 +682,6 @@ def print_report(result: dict, out=None) -> None:
     det = ref.get("details") or {}
     if det:
         _print_details(det, p)
-    wi = (result.get("what_if") or {}).get("hard_swish_decomposed")
-    if wi:
-        p("")
-        if wi.get("status") == "ok":
-            ref_mps = ref.get("megapixels_per_second")
-            fl = result["rows"].get("float", {})
-            vs_float = (f", {wi['megapixels_per_second'] / fl['megapixels_per_second']:.2f}x float TFLite"
-                        if fl.get("status") == "ok" else "")
-            p(f"what-if: INT8 with its {wi['rewritten_ops']} HARD_SWISH ops rewritten as ADD(+3, relu6)/MUL/MUL "
-              f"(all XNNPACK): {wi['megapixels_per_second']:.3f} MP/s = {wi['megapixels_per_second'] / ref_mps:.2f}x "
-              f"the shipped INT8{vs_float}; PSNR {_fmt(wi.get('psnr'))} dB; {wi.get('delegate_partitions')} partition(s); "
-              f"invoke {_fmt(wi.get('invoke_ms_min'), '.3f')} ms vs {_fmt(ref.get('invoke_ms_min'), '.3f')} ms per tile")
-            if wi.get("achieved_fraction") is not None:
-                p(f"  what-if achieved {wi['achieved_gmacs_per_s']:.2f} GMAC/s = {100 * wi['achieved_fraction']:.1f}% of the "
-                  f"INT8 limit (inside invoke(): {_fmt(wi.get('in_model_fraction') and 100 * wi['in_model_fraction'], '.1f')}%)")
-        else:
-            p(f"what-if (hard-swish rewritten): {wi.get('status')}: {wi.get('reason')}")
     tiles = result.get("tile_sweep") or []
     if tiles:
         p("")
@@ -796,8 +772,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rebuild-limit-models", action="store_true", help="rebuild the limit models with TensorFlow first")
     p.add_argument("--no-op-profile", action="store_true", help="skip the per-op profile of the INT8 model")
     p.add_argument("--no-python-profile", action="store_true", help="skip the cProfile of restore()")
-    p.add_argument("--no-what-if", action="store_true",
-                   help="skip the what-if row (INT8 model with HARD_SWISH rewritten as XNNPACK-friendly ADD/MUL)")
     p.add_argument("--tile-models", nargs="*", default=[], metavar="TFLITE",
                    help="more INT8 models (e.g. the same network exported with other --tile) to compare")
     p.add_argument("--scaling", action="store_true", help="also time 1/4/12/48 MP images and a thread sweep (slow)")
@@ -881,13 +855,6 @@ def main(argv: list[str] | None = None) -> int:
             limit = merge_limits(limit_before, run_limit(args))
             _progress("limit", limit)
 
-        what_if = {}
-        if not args.no_what_if and rows.get("int8", {}).get("status") == "ok" and "HARD_SWISH" in (
-            rows["int8"].get("ops_outside_delegate") or []
-        ):
-            what_if["hard_swish_decomposed"] = run_what_if_hswish(int8_path, workdir, common, args)
-            _progress("what-if hard-swish", what_if["hard_swish_decomposed"])
-
         tile_sweep = []
         for path in args.tile_models:
             if not Path(path).is_file():
@@ -915,7 +882,7 @@ def main(argv: list[str] | None = None) -> int:
             _progress(f"scaling {mp:g} MP x{th}", r)
 
     macs_info = resolve_macs(args, rows)
-    summary = compute_summary(rows, limit, macs_info, what_if.get("hard_swish_decomposed"))
+    summary = compute_summary(rows, limit, macs_info)
     result = {
         "meta": {
             "name": args.name, "models_dir": str(models_dir), "threads": args.threads, "repeats": args.repeats,
@@ -935,7 +902,6 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
         "limit": limit,
         "tile_sweep": tile_sweep,
-        "what_if": what_if,
         "scaling": scaling,
         "summary": summary,
     }
@@ -1001,22 +967,6 @@ def run_row(spec: RowSpec, args: argparse.Namespace, common: dict, models_dir: P
     row = run_child(child, args.timeout)
     if spec.key == "int8" and row.get("status") == "ok":
         row["path"] = child["path"]
-    return row
-
-
-def run_what_if_hswish(int8_path: Path, workdir: Path, common: dict, args: argparse.Namespace) -> dict:
-    """The INT8 model with HARD_SWISH rewritten as ADD/MUL (profiling.decompose_hard_swish), timed like a row."""
-    from . import profiling
-
-    try:
-        data, count = profiling.decompose_hard_swish(int8_path.read_bytes())
-    except ImportError as exc:
-        return {"status": "skipped", "reason": str(exc)}
-    path = workdir / f"{int8_path.stem}_hswish_decomposed.tflite"
-    path.write_bytes(data)
-    row = run_child({**common, "kind": "runtime", "path": str(path)}, args.timeout)
-    row["rewritten_ops"] = count
-    row["label"] = "INT8, hard-swish as ADD/MUL (what-if)"
     return row
 
 
