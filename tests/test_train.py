@@ -45,7 +45,7 @@ def test_training_denoises_an_unseen_photo(float_run):
     from train.degradations import DegradationConfig, degrade
     from edge_runtime.metrics import psnr
     model, ckpt = load_restorer(float_run / "best.pt")
-    assert ckpt["step"] == 150 and tuple(ckpt["model_config"]["widths"]) == (8, 16, 16)
+    assert ckpt["step"] == 150 and tuple(ckpt["model_config"]["widths"]) == (16, 32, 32)
     clean = rocket()[100:228, 200:328].astype(np.float32) / 255
     noisy = degrade(clean, DegradationConfig(sigma_min=25, sigma_max=25, poisson_prob=0), np.random.default_rng(1))
     with torch.no_grad():

@@ -60,7 +60,7 @@ class RestorerConfig:
 
 
 PRESETS: dict[str, RestorerConfig] = {
-    "tiny": RestorerConfig(widths=(8, 16, 16), blocks=(1, 1, 1), expansion=2),
+    "tiny": RestorerConfig(widths=(16, 32, 32), blocks=(1, 1, 1), expansion=2),
     "small": RestorerConfig(widths=(24, 48, 96), blocks=(1, 2, 3), expansion=3),
     "base": RestorerConfig(widths=(32, 64, 128, 128), blocks=(2, 2, 3, 3), expansion=4, use_se=True),
     # Edge TPU friendly: ReLU only, no SE, no hard-swish.
