@@ -93,7 +93,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(errors.EXIT_USAGE, f"{PROG}: error: {message}\n")
 
 
-def _int_at_least(minimum: int):
+def int_at_least(minimum: int):
     """argparse type: an integer >= minimum, with a one-line message otherwise."""
 
     def parse(text: str) -> int:
@@ -108,8 +108,8 @@ def _int_at_least(minimum: int):
     return parse
 
 
-_positive_int = _int_at_least(1)
-_non_negative_int = _int_at_least(0)
+_positive_int = int_at_least(1)
+_non_negative_int = int_at_least(0)
 
 
 def _quality(text: str) -> int:

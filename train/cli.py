@@ -22,25 +22,12 @@ import os
 import sys
 from dataclasses import replace
 
+from edge_runtime.cli import int_at_least
+
 from .data import PatchConfig
 from .degradations import DegradationConfig
 from .model import PRESETS, summary_table
 from .train import TrainConfig, train
-
-
-def _int_at_least(minimum: int):
-    """argparse type: an integer >= minimum."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{text!r} must be at least {minimum}")
-        return value
-
-    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-quantize-inputs", action="store_true", help="keep degraded inputs in float (default: 8-bit rounded)")
     p.add_argument("--seed", type=int, default=pd.seed)
     p.add_argument("--threads", type=int, default=d.threads, help="torch threads (0: all cores)")
-    p.add_argument("--log-every", type=_int_at_least(1), default=d.log_every,
+    p.add_argument("--log-every", type=int_at_least(1), default=d.log_every,
                    help="steps between loss/lr/throughput lines in metrics.jsonl and metrics.csv (default %(default)s)")
     p.add_argument("--val-every", type=int, default=d.val_every,
                    help="steps between validations of the EMA weights (default %(default)s)")
@@ -93,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="gradient checkpointing over the encoder, bottleneck and decoder stages: recomputes them "
                         "in the backward pass instead of storing activations (less memory, ~1 extra forward, "
                         "same result)")
-    p.add_argument("--tile-size", type=_int_at_least(1), default=d.tile_size,
+    p.add_argument("--tile-size", type=int_at_least(1), default=d.tile_size,
                    help="tile side recorded in the model contract stored in each checkpoint; a multiple of the "
                         "preset's size multiple (default %(default)s)")
     return p
