@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib
 import logging
 import os
 import platform
@@ -65,7 +66,7 @@ def tflite_interpreter_module() -> SimpleNamespace:
     except ImportError:
         pass
     try:
-        import tensorflow as tf  # type: ignore[import-not-found]  # heavy, desktop fallback only
+        tf = importlib.import_module("tensorflow")  # heavy, desktop fallback only, imported by name on purpose
 
         return SimpleNamespace(
             Interpreter=tf.lite.Interpreter, load_delegate=tf.lite.experimental.load_delegate, name="tensorflow"
