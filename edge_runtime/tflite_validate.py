@@ -129,14 +129,10 @@ class _Walker(_Reader):
         return pos
 
     def tables(self, table: int, slot: int) -> list[int]:
-        pos = self.table_field(table, slot)
-        if pos is None:
-            return []
-        length, start = self.vector(pos)
-        if start + 4 * length > len(self.data):
-            raise FlatbufferError("table vector runs past the end of the file")
-        self.spend(length)
-        return [self.table(self.deref(start + 4 * i)) for i in range(length)]
+        """The reader's table vector, with its cost spent and every table's vtable checked."""
+        positions = self.table_vector(table, slot)
+        self.spend(len(positions))
+        return [self.table(pos) for pos in positions]
 
     def scalars(self, table: int, slot: int, fmt: str) -> tuple | None:
         """A vector of scalars (struct format char), or None if the field is absent."""
