@@ -10,11 +10,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from edge_runtime.contract import DEFAULT_OVERLAP, DEFAULT_TILE, ModelContract
+from edge_runtime.contract import DEFAULT_OVERLAP, DEFAULT_TILE, TFLITE_LAYOUT, ModelContract
 from train.checkpoint import load_restorer, strip_checkpoint
 from train.data import PatchConfig, PatchSampler, list_images, load_images
 from train.degradations import DegradationConfig
-from train.model import Restorer
 from train.quant import set_quant_mode
 
 from .audit import audit_scales
@@ -40,15 +39,16 @@ class ExportConfig:
     ptq_samples: int = 64
 
 
-def contract_for(model: Restorer, ckpt: dict, cfg: ExportConfig) -> ModelContract:
-    """The contract of a checkpoint's model, with its training recipe."""
-    train_cfg = ckpt.get("train_config", {})
-    task = train_cfg.get("degradation", {}).get("task", "denoise")
-    recipe = {k: train_cfg[k] for k in ("steps", "lr", "schedule", "ema", "preset", "data") if k in train_cfg}
-    recipe["degradation"] = train_cfg.get("degradation", {})
-    recipe["step"] = int(ckpt.get("step", 0))
-    return ModelContract(task=task, channels=model.cfg.channels, tile_size=cfg.tile, size_multiple=model.cfg.size_multiple,
-                         overlap=cfg.overlap, preset=train_cfg.get("preset", ""), model_name=cfg.name, recipe=recipe)
+def contract_for(ckpt: dict, cfg: ExportConfig) -> ModelContract:
+    """The checkpoint's own contract (written by training), for this export's tile and file name.
+
+    Each writer then sets the layout and quantization of the file it writes.
+    """
+    if "contract" not in ckpt:
+        raise ValueError("checkpoint carries no model contract; it was written by an older edge-restore-train "
+                         "(resume or fine-tune it once with the current one)")
+    return ModelContract.from_json(ckpt["contract"]).replace(
+        tile_size=cfg.tile, overlap=cfg.overlap, model_name=cfg.name, layout=TFLITE_LAYOUT, quantization="float")
 
 
 def representative_tiles(ckpt: dict, tile: int, channels: int, folders: list[str], count: int) -> list[np.ndarray]:
@@ -66,7 +66,7 @@ def export_all(cfg: ExportConfig) -> dict[str, str]:
     model, ckpt = load_restorer(cfg.checkpoint)
     if cfg.tile % model.cfg.size_multiple:
         raise ValueError(f"tile {cfg.tile} must be a multiple of the model's size multiple {model.cfg.size_multiple}")
-    contract = contract_for(model, ckpt, cfg)
+    contract = contract_for(ckpt, cfg)
     out = Path(cfg.out_dir)
     files: dict[str, str] = {}
     qat = bool(ckpt.get("qat"))
