@@ -142,3 +142,22 @@ def test_learning_rate_schedule_warms_up_then_decays():
     lrs = [learning_rate(cfg, s) for s in range(100)]
     assert lrs[0] < lrs[9] == pytest.approx(1e-3)
     assert lrs[50] < lrs[10] and lrs[-1] == pytest.approx(1e-5, rel=0.05)
+
+
+def test_warm_start_copies_every_weight_into_another_activation(float_run):
+    from dataclasses import replace as dc_replace
+    from train.checkpoint import warm_start_weights
+    from train.model import Restorer, preset
+    relu = Restorer(dc_replace(preset("tiny"), activation="relu"))
+    source, _ = load_restorer(float_run / "best.pt")
+    copied = warm_start_weights(relu, float_run / "best.pt")
+    theirs = dict(source.named_parameters())
+    assert copied == len(theirs) and all(torch.equal(p, theirs[k]) for k, p in relu.named_parameters())
+
+
+def test_warm_start_refuses_another_shape_and_init_from(float_run, tmp_path, capsys):
+    args = ["--steps", "1", "--out", str(tmp_path / "w"), "--warm-start", str(float_run / "best.pt")]
+    assert train_main(["--preset", "small", *args]) == 1
+    assert "cannot warm-start" in capsys.readouterr().err
+    assert train_main([*TINY, *args, "--init-from", str(float_run / "best.pt")]) == 1
+    assert "exclude each other" in capsys.readouterr().err

@@ -75,6 +75,26 @@ def load_weights(model: Restorer, state: dict[str, Any]) -> None:
                               f"unexpected {sorted(unexpected)[:5]}")
 
 
+def warm_start_weights(model: Restorer, path: str | Path) -> int:
+    """Copy a checkpoint's (EMA) parameters into a model of possibly different activations.
+
+    Every parameter of `model` must exist in the checkpoint with the same shape (e.g. the small
+    denoiser into the minimalistic preset, which only swaps hard-swish for ReLU); quantization
+    buffers of either side are left alone. Returns the number of tensors copied.
+    """
+    ckpt = load_checkpoint(path)
+    state = ckpt["ema"] if ckpt.get("ema") is not None else ckpt["model"]
+    own = dict(model.named_parameters())
+    bad = [k for k, v in own.items() if k not in state or tuple(state[k].shape) != tuple(v.shape)]
+    if bad:
+        raise CheckpointError(f"{path}: cannot warm-start this architecture: {len(bad)} parameters missing or "
+                              f"of another shape, e.g. {bad[:3]}")
+    with torch.no_grad():
+        for k, v in own.items():
+            v.copy_(state[k])
+    return len(own)
+
+
 def load_restorer(path: str | Path, use_ema: bool = True) -> tuple[Restorer, dict[str, Any]]:
     """Rebuild the model stored in a checkpoint (EMA weights by default), in eval mode.
 

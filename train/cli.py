@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="steps between writes of OUT/last.pt (default %(default)s)")
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
     p.add_argument("--init-from", default="", metavar="CKPT", help="start from this checkpoint's weights")
+    p.add_argument("--warm-start", default="", metavar="CKPT",
+                   help="initialise the --preset architecture with this checkpoint's weights (every parameter must "
+                        "match in shape), e.g. the small denoiser into --preset minimalistic, which swaps hard-swish "
+                        "for ReLU; a fresh schedule, unlike --init-from which keeps the checkpoint's architecture")
     p.add_argument("--qat", action="store_true", help="quantization-aware fine-tuning (needs --init-from)")
     p.add_argument("--calib-batches", type=int, default=d.calib_batches, help="batches observed before ranges freeze")
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default=d.device,
@@ -93,7 +97,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(out_dir=args.out, data=args.data, val_dirs=args.val, preset=args.preset, steps=args.steps,
                        lr=args.lr, warmup=args.warmup, schedule=args.schedule, ema=args.ema, freq_loss=args.freq_loss,
                        threads=args.threads, log_every=args.log_every, val_every=args.val_every,
-                       ckpt_every=args.ckpt_every, resume=not args.no_resume, init_from=args.init_from, qat=args.qat,
+                       ckpt_every=args.ckpt_every, resume=not args.no_resume, init_from=args.init_from,
+                       warm_start=args.warm_start, qat=args.qat,
                        calib_batches=args.calib_batches, device=args.device, amp=args.amp,
                        grad_checkpoint=args.grad_checkpoint, tile_size=args.tile_size, patch=patch,
                        degradation=degradation)

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from edge_runtime.contract import DEFAULT_TILE, TORCH_LAYOUT, ModelContract
 from edge_runtime.metrics import psnr
 
-from .checkpoint import load_checkpoint, load_restorer, load_weights, save_checkpoint
+from .checkpoint import load_checkpoint, load_restorer, load_weights, save_checkpoint, warm_start_weights
 from .data import PatchConfig, PatchSampler, is_held_out, list_images, load_images, validation_pairs
 from .degradations import DegradationConfig
 from .losses import restoration_loss
@@ -61,6 +61,7 @@ class TrainConfig:
     val_max_images: int = 24
     resume: bool = True
     init_from: str = ""  # checkpoint to start from (required for QAT)
+    warm_start: str = ""  # checkpoint whose weights initialise the `preset` architecture (same shapes)
     qat: bool = False
     calib_batches: int = 32
     device: str = "cpu"  # cpu | cuda | auto
@@ -278,6 +279,9 @@ def _train(cfg: TrainConfig, ddp: Distributed, device: torch.device) -> Path:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
+    if cfg.warm_start and cfg.init_from:
+        raise ValueError("--warm-start and --init-from exclude each other: --init-from keeps the checkpoint's "
+                         "architecture, --warm-start loads its weights into --preset")
     init_ckpt = None
     if cfg.init_from:
         model, init_ckpt = load_restorer(cfg.init_from)
@@ -290,6 +294,8 @@ def _train(cfg: TrainConfig, ddp: Distributed, device: torch.device) -> Path:
             raise ValueError("QAT fine-tunes a trained float model: pass init_from (--init-from CKPT)")
         model = Restorer(preset(cfg.preset))
         model_cfg = model.cfg
+        if cfg.warm_start:
+            log.info("warm start: %d tensors from %s", warm_start_weights(model, cfg.warm_start), cfg.warm_start)
     label = preset_name(cfg, model_cfg, init_ckpt)
     checkpoint_contract(cfg, model_cfg, label)  # a bad --tile-size fails here, not at the first checkpoint
     model.to(device)
