@@ -135,7 +135,7 @@ def test_default_methods_per_degradation():
 
 
 @pytest.mark.parametrize("spec", ["foo:1", "awgn", "awgn:abc", "awgn:-5", "poisson-gauss:0.01", "gauss-blur:0",
-                                  "motion:/definitely/not/a/folder"])
+                                  "motion:/definitely/not/a/folder", "paired:/definitely/not/a/folder"])
 def test_bad_spec_is_a_clear_error_with_exit_1(spec, clean_dir, tmp_path, capsys):
     rc = ev.main(["--clean", str(clean_dir), "--degradation", spec, "--out", str(tmp_path / "r"), "--no-progress"])
     assert rc == 1
@@ -252,3 +252,29 @@ def test_held_out_uses_only_the_training_validation_slice(clean_dir, tmp_path, c
     assert results["config"]["held_out"] is True and results["images"] == held[:1]
     per_image = json.dumps(results)
     assert held[0] in per_image and not any(n in per_image for n in names[:20] if n not in held)
+
+
+def test_paired_reads_real_degraded_images_by_name(clean_dir, tmp_path, capsys):
+    from train.data import load_image
+    from train.degradations import blur, gaussian_kernel, quantize_8bit
+
+    pairs = tmp_path / "blurred"
+    pairs.mkdir()
+    truth = {}
+    for p in sorted(clean_dir.glob("*.png")):
+        degraded = quantize_8bit(blur(load_image(p, 3), gaussian_kernel(1.5)))
+        Image.fromarray(np.round(degraded * 255).astype(np.uint8)).save(pairs / p.name)
+        truth[p.name] = float(ev.psnr(degraded, load_image(p, 3)))
+    out = tmp_path / "rep"
+    spec = f"paired:{pairs}"
+    assert ev.main(["--clean", str(clean_dir), "--degradation", spec, "--methods", "identity,wiener,nlm-opencv",
+                    "--out", str(out), "--no-progress"]) == 0
+    paired = json.loads((out / "results.json").read_text())["degradations"][spec]
+    assert paired["methods"] == ["identity"] and set(paired["skipped"]) == {"wiener", "nlm-opencv"}
+    assert {r["image"]: r["psnr"]["identity"] for r in paired["per_image"]} == pytest.approx(truth, abs=1e-6)
+    (pairs / "coffee.png").unlink()
+    assert ev.main(["--clean", str(clean_dir), "--degradation", spec, "--out", str(tmp_path / "r2"), "--no-progress"]) == 1
+    assert "no degraded image" in capsys.readouterr().err
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(pairs / "coffee.png")
+    assert ev.main(["--clean", str(clean_dir), "--degradation", spec, "--out", str(tmp_path / "r3"), "--no-progress"]) == 1
+    assert "8x8" in capsys.readouterr().err

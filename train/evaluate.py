@@ -12,6 +12,10 @@ Degradation specs (repeat --degradation for several):
                           plus --blur-noise Gaussian noise; motion:levin finds the Levin et al. kernels
                           in ../shared/datasets/blur_kernels/levin09_npy
   gauss-blur:SIGMA        Gaussian blur of std SIGMA pixels plus --blur-noise Gaussian noise
+  paired:DIR              real degraded photos: DIR holds, under the same relative names as --clean,
+                          the degraded version of each clean image (e.g. GoPro blur/sharp pairs);
+                          nothing is synthesised, the seed is unused, and the classic methods that
+                          need a true sigma or kernel are skipped (real pairs have none)
 
 Methods (--methods, comma list; default: the ones that fit each degradation):
   identity      the degraded input itself
@@ -24,6 +28,8 @@ Examples:
   python -m train.evaluate --clean ../shared/datasets/Set14 --degradation awgn:25 --out reports/awgn25
   python -m train.evaluate --clean ../shared/datasets/Set14 --degradation motion:levin \\
       --methods identity,wiener,rl --model runs/deblur/best.pt --out reports/deblur
+  python -m train.evaluate --clean ../shared/datasets/gopro_pairs/sharp \
+      --degradation paired:../shared/datasets/gopro_pairs/blur --model models/deblur_int8.tflite --out reports/gopro
 """
 
 from __future__ import annotations
@@ -58,7 +64,7 @@ DEFAULT_BLUR_NOISE = 2.55
 LEVIN_SUBDIR = Path("shared/datasets/blur_kernels/levin09_npy")
 #: Smallest image side edge_runtime.metrics.ssim accepts (its 11x11 Gaussian window).
 SSIM_MIN_SIDE = 11
-KINDS = ("awgn", "poisson-gauss", "motion", "gauss-blur")
+KINDS = ("awgn", "poisson-gauss", "motion", "gauss-blur", "paired")
 NOISE_KINDS = ("awgn", "poisson-gauss")
 BLUR_KINDS = ("motion", "gauss-blur")
 
@@ -93,6 +99,7 @@ class Degradation:
     blur_sigma: float = 0.0
     kernels: tuple[tuple[str, np.ndarray], ...] = field(default=(), compare=False)
     kernel_dir: str = ""
+    pairs_dir: str = ""  # paired: folder of the real degraded images
 
     @property
     def is_blur(self) -> bool:
@@ -105,13 +112,20 @@ class Degradation:
             return (f"Poisson-Gaussian noise, variance {self.shot:g} * x + ({self.read:g}/255)^2; "
                     "denoisers get the image's RMS noise sigma")
         noise = f" + Gaussian noise sigma {self.sigma:g}" if self.sigma > 0 else ""
+        if self.kind == "paired":
+            return f"real degraded photos from `{self.pairs_dir}`, paired by name with the clean ones"
         if self.kind == "gauss-blur":
             return f"Gaussian blur, std {self.blur_sigma:g} px{noise}"
         names = ", ".join(n for n, _ in self.kernels)
         return f"motion blur, {len(self.kernels)} kernel(s) from `{self.kernel_dir}` ({names}), one per image in turn{noise}"
 
-    def apply(self, clean: np.ndarray, index: int, seed: int) -> tuple[np.ndarray, Side]:
-        """Degrade image number `index` reproducibly (RNG keyed on seed, spec and index); 8-bit result."""
+    def apply(self, clean: np.ndarray, index: int, seed: int, name: str = "") -> tuple[np.ndarray, Side]:
+        """Degrade image number `index` reproducibly (RNG keyed on seed, spec and index); 8-bit result.
+
+        `paired` reads the degraded image `name` (the clean image's relative path) from pairs_dir.
+        """
+        if self.kind == "paired":
+            return self._read_pair(clean, name), Side(sigma=0.0)
         rng = np.random.default_rng([seed, zlib.crc32(self.spec.encode()), index])
         kernel, kname = None, None
         if self.kind == "awgn":
@@ -129,6 +143,20 @@ class Degradation:
             sigma = self.sigma
         given = math.sqrt(sigma * sigma + ROUNDING_VARIANCE)
         return quantize_8bit(out), Side(sigma=given, kernel=kernel, kernel_name=kname)
+
+
+    def _read_pair(self, clean: np.ndarray, name: str) -> np.ndarray:
+        path = Path(self.pairs_dir) / name
+        if not path.is_file():
+            raise EvalError(f"paired: no degraded image {path} for the clean image {name}")
+        try:
+            degraded = load_image(path, clean.shape[2])
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is a clear input error
+            raise EvalError(f"cannot read {path}: {exc}") from None
+        if degraded.shape != clean.shape:
+            raise EvalError(f"paired: {path} is {degraded.shape[1]}x{degraded.shape[0]}, its clean image "
+                            f"{clean.shape[1]}x{clean.shape[0]}")
+        return degraded
 
 
 def _levin_dir() -> Path:
@@ -184,13 +212,17 @@ def parse_degradation(spec: str, blur_noise: float = DEFAULT_BLUR_NOISE) -> Degr
     kind = kind.lower()
     if kind not in KINDS or not sep:
         raise EvalError(f"bad degradation {spec!r}: expected KIND:ARGS with KIND one of {', '.join(KINDS)} "
-                        "(e.g. awgn:25, poisson-gauss:0.01,2, motion:levin, gauss-blur:1.6)")
+                        "(e.g. awgn:25, poisson-gauss:0.01,2, motion:levin, gauss-blur:1.6, paired:DIR)")
     if kind == "awgn":
         (sigma,) = _numbers(arg, 1, spec)
         return Degradation(spec, kind, sigma=sigma)
     if kind == "poisson-gauss":
         shot, read = _numbers(arg, 2, spec)
         return Degradation(spec, kind, shot=shot, read=read)
+    if kind == "paired":
+        if not arg or not Path(arg).is_dir():
+            raise EvalError(f"bad degradation {spec!r}: paired:DIR needs the folder of degraded images")
+        return Degradation(spec, kind, pairs_dir=arg)
     if blur_noise < 0 or not math.isfinite(blur_noise):
         raise EvalError(f"--blur-noise must be a non-negative number, got {blur_noise}")
     if kind == "gauss-blur":
@@ -243,7 +275,9 @@ CLASSIC_METHODS: dict[str, Method] = {
 DEFAULT_METHODS = {
     "noise": ("identity", "nlm-opencv", "nlm-skimage", "wavelet"),
     "blur": ("identity", "wiener", "rl"),
+    "paired": ("identity",),
 }
+PAIRED_SKIP = "needs the true sigma or blur kernel; real pairs have neither"
 
 
 def _pad_to_multiple(img: np.ndarray, multiple: int) -> np.ndarray:
@@ -328,14 +362,15 @@ def load_model_method(path: str | Path, name: str, threads: int = 1) -> Method:
 
 def resolve_methods(deg: Degradation, requested: list[str] | None, models: list[Method]) -> tuple[list[Method], dict[str, str]]:
     """The methods to run on `deg` (requested ones that fit, or the defaults) plus skipped ones with why."""
-    names = list(requested) if requested is not None else list(DEFAULT_METHODS["blur" if deg.is_blur else "noise"])
+    group = "paired" if deg.kind == "paired" else "blur" if deg.is_blur else "noise"
+    names = list(requested) if requested is not None else list(DEFAULT_METHODS[group])
     chosen, skipped = [], {}
     for n in names:
         m = CLASSIC_METHODS[n]
         if deg.kind in m.applies_to:
             chosen.append(m)
         else:
-            skipped[n] = m.skip_reason
+            skipped[n] = PAIRED_SKIP if deg.kind == "paired" else m.skip_reason
     return chosen + models, skipped
 
 
@@ -383,7 +418,7 @@ def evaluate(
         total_s = {n: 0.0 for n in names}
         megapixels = 0.0
         for index, (name, clean) in enumerate(tqdm(images, desc=deg.spec, unit="img", disable=not progress or None)):
-            degraded, side = deg.apply(clean, index, seed)
+            degraded, side = deg.apply(clean, index, seed, name)
             _warm_up(methods, degraded, side, warmed)
             mp = clean.shape[0] * clean.shape[1] / 1e6
             megapixels += mp
@@ -447,12 +482,13 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clean", required=True, metavar="DIR", help="folder of clean images (recursive)")
     p.add_argument("--degradation", action="append", required=True, metavar="SPEC",
-                   help="awgn:SIGMA | poisson-gauss:SHOT,READ | motion:DIR|levin | gauss-blur:SIGMA (repeatable)")
+                   help="awgn:SIGMA | poisson-gauss:SHOT,READ | motion:DIR|levin | gauss-blur:SIGMA | paired:DIR "
+                        "(repeatable; see above)")
     p.add_argument("--blur-noise", type=float, default=DEFAULT_BLUR_NOISE,
                    help="Gaussian noise sigma (0-255) added after blurring (default %(default)s, i.e. 1%%)")
     p.add_argument("--methods", default=None,
                    help=f"comma list of classic methods ({', '.join(CLASSIC_METHODS)}); "
-                        "default: identity plus the denoisers for noise, identity,wiener,rl for blur")
+                        "default: identity plus the denoisers for noise, identity,wiener,rl for blur, identity for paired")
     p.add_argument("--model", action="append", default=[], metavar="PATH", help=".pt, .onnx or .tflite model (repeatable)")
     p.add_argument("--seed", type=int, default=0, help="seed of the degradations (default %(default)s)")
     p.add_argument("--max-images", type=int, default=None, metavar="N", help="use only the first N images (sorted by path)")
