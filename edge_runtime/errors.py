@@ -48,6 +48,21 @@ class MissingInputError(EdgeRestoreError):
     exit_code = EXIT_NO_INPUT
 
 
+class KernelError(EdgeRestoreError, ValueError):
+    """A blur kernel is unreadable, not 2-D, not finite, negative or sums to zero.
+
+    Also a ValueError, so array-level callers (train.classic) can catch it as one.
+    """
+
+    exit_code = EXIT_BAD_IMAGE  # EX_DATAERR: bad input data, like a bad image
+
+
+class DependencyError(EdgeRestoreError):
+    """An optional package a feature needs (e.g. OpenCV for NLM) is not installed; names the pip package."""
+
+    exit_code = EXIT_BAD_MODEL  # EX_CONFIG, as for a missing TFLite interpreter
+
+
 class OutputWriteError(EdgeRestoreError):
     """The output cannot be written (exists without --overwrite, would overwrite an input, I/O error)."""
 

@@ -126,6 +126,18 @@ def test_motion_kernels_skip_denoisers_and_deconvolve(clean_dir, tmp_path):
     assert "true kernel" in (out / "report.md").read_text()
 
 
+def test_bad_kernel_file_is_an_eval_error(tmp_path):
+    """Kernel folders go through the runtime's load_kernel: its one-line reason, as an EvalError."""
+    np.save(tmp_path / "a.npy", np.ones((3, 3)))
+    np.save(tmp_path / "b.npy", np.array([[0.5, -0.1], [0.3, 0.3]]))
+    with pytest.raises(ev.EvalError, match=r"b\.npy: blur kernel has negative values"):
+        ev.load_kernels(tmp_path)
+    (tmp_path / "b.npy").unlink()
+    (tmp_path / "c.png").write_bytes(PNG_MAGIC + b"garbage")
+    with pytest.raises(ev.EvalError, match=r"c\.png: unreadable blur kernel"):
+        ev.load_kernels(tmp_path)
+
+
 def test_default_methods_per_degradation():
     noise = ev.parse_degradation("poisson-gauss:0.01,2")
     blur = ev.parse_degradation("gauss-blur:1.5", blur_noise=0.0)

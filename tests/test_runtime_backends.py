@@ -180,7 +180,8 @@ def test_no_interpreter_names_the_extra(monkeypatch):
 
 def test_runtime_imports_nothing_heavy():
     code = (
-        "import sys, edge_runtime, edge_runtime.cli, edge_runtime.api, edge_runtime.tiling, edge_runtime.imageio;"
+        "import sys, edge_runtime, edge_runtime.cli, edge_runtime.api, edge_runtime.tiling, edge_runtime.imageio, "
+        "edge_runtime.classic;"
         "heavy = [m for m in ('torch', 'tensorflow', 'cv2', 'onnxruntime', 'ai_edge_litert', 'tflite_runtime', "
         "'scipy', 'skimage', 'tqdm') if m in sys.modules];"
         "print(','.join(heavy))"

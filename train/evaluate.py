@@ -49,7 +49,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from edge_runtime.classic import KERNEL_SUFFIXES, load_kernel
 from edge_runtime.contract import PIXEL_MAX
+from edge_runtime.errors import EdgeRestoreError
 from edge_runtime.metrics import psnr, ssim
 
 from . import classic
@@ -176,19 +178,13 @@ def load_kernels(folder: str | Path) -> tuple[tuple[str, np.ndarray], ...]:
         raise EvalError(f"kernel folder not found: {root}")
     kernels = []
     for p in sorted(root.iterdir()):
-        if p.suffix.lower() == ".npy":
-            k = np.load(p, allow_pickle=False)
-        elif p.suffix.lower() == ".png":
-            from PIL import Image
-
-            with Image.open(p) as im:
-                k = np.asarray(im.convert("F"), dtype=np.float64)
-        else:
+        if p.suffix.lower() not in KERNEL_SUFFIXES:
             continue
-        k = np.asarray(k, dtype=np.float64).squeeze()
-        if k.ndim != 2 or not np.all(np.isfinite(k)) or k.min() < 0 or k.sum() <= 0:
-            raise EvalError(f"{p}: not a 2-D non-negative blur kernel (shape {k.shape})")
-        kernels.append((p.stem, (k / k.sum()).astype(np.float32)))
+        try:
+            k = load_kernel(p)  # the runtime's reader: one set of checks and messages
+        except EdgeRestoreError as exc:
+            raise EvalError(str(exc)) from exc
+        kernels.append((p.stem, k.astype(np.float32)))
     if not kernels:
         raise EvalError(f"no .npy or .png kernels in {root}")
     return tuple(kernels)
