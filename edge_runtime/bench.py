@@ -8,8 +8,8 @@ a fresh subprocess (so its peak memory is its own):
     int8-ptq     NAME_int8_ptq.tflite         (post-training quantized, if exported)
     onnx-float   NAME_float.onnx (ONNX Runtime)   onnx-qdq   NAME_qdq.onnx
     torch        the training checkpoint (--checkpoint), float, whole image
-    nlm          train.classic.nlm_opencv, sigma 25 (the classic denoiser)
-    wiener       train.classic.wiener_deconvolve, 9x9 gaussian kernel (speed only)
+    nlm          edge_runtime.classic.nlm_opencv, sigma 25 (the classic denoiser)
+    wiener       edge_runtime.classic.wiener_deconvolve, 9x9 gaussian kernel (speed only, numpy.fft)
     limit        fully-int8 3x3/1x1/depthwise 128-channel convs (edge_runtime/bench_data):
                  the machine's INT8 MAC/s through the same interpreter and threads
 
@@ -20,7 +20,7 @@ writes everything as JSON. `--scaling` adds 1/4/12/48-megapixel images and a thr
 
 Exit status: 0 every target measured passes, 1 a target fails, 2 usage error or no INT8 model.
 This module imports only the standard library and numpy; each row imports what it needs (torch,
-cv2, onnxruntime, scipy) inside its subprocess, and a row whose package is missing is skipped
+cv2, onnxruntime) inside its subprocess, and a row whose package is missing is skipped
 with the reason.
 """
 
@@ -78,7 +78,7 @@ ROWS: tuple[RowSpec, ...] = (
     RowSpec("onnx-qdq", "ONNX Runtime QDQ", "runtime", "{name}_qdq.onnx", ("onnxruntime",)),
     RowSpec("torch", "PyTorch float (whole image)", "torch", "", ("torch",)),
     RowSpec("nlm", "OpenCV NLM (fastNlMeans)", "nlm", "", ("cv2",)),
-    RowSpec("wiener", "Wiener deconv (9x9 gaussian)", "wiener", "", ("scipy",), denoiser=False),
+    RowSpec("wiener", "Wiener deconv (9x9 gaussian)", "wiener", "", (), denoiser=False),
 )
 ROW_KEYS = tuple(r.key for r in ROWS)
 
@@ -365,7 +365,7 @@ def _child_torch(spec: dict, noisy: list[np.ndarray]) -> tuple[dict, Any]:
 def _child_nlm(spec: dict, noisy: list[np.ndarray]) -> tuple[dict, Any]:
     cv2 = _optional("cv2")
 
-    from train.classic import NLM_OPENCV_H_FACTOR, nlm_opencv
+    from .classic import NLM_OPENCV_H_FACTOR, nlm_opencv
 
     cv2.setNumThreads(spec["threads"])
     sigma = spec["sigma"]
@@ -374,16 +374,14 @@ def _child_nlm(spec: dict, noisy: list[np.ndarray]) -> tuple[dict, Any]:
 
 
 def _child_wiener(spec: dict, noisy: list[np.ndarray]) -> tuple[dict, Any]:
-    from scipy import fft as sfft
-
-    from train.classic import wiener_deconvolve
+    from .classic import wiener_deconvolve
 
     kernel = gaussian_kernel()
     sigma = spec["sigma"]
-    with sfft.set_workers(spec["threads"]):
-        times, outs = _timed_passes(
-            lambda im: to_u8(wiener_deconvolve(im.astype(np.float32) / 255.0, kernel, sigma=sigma)), noisy, spec["repeats"]
-        )
+    # numpy.fft (the board implementation) is single-threaded: --threads does not apply to this row.
+    times, outs = _timed_passes(
+        lambda im: to_u8(wiener_deconvolve(im.astype(np.float32) / 255.0, kernel, sigma=sigma)), noisy, spec["repeats"]
+    )
     return {"kernel": f"{WIENER_KERNEL_SIZE}x{WIENER_KERNEL_SIZE} gaussian, std {WIENER_KERNEL_STD}"}, (None, times, None)
 
 
