@@ -45,8 +45,10 @@ __all__ = [
     "NLM_OPENCV_H_FACTOR",
     "NLM_OPENCV_LAB_H_FACTOR",
     "KERNEL_SUFFIXES",
+    "check_kernel",
     "edge_taper_pad",
     "estimate_noise_sigma",
+    "import_opencv",
     "load_kernel",
     "nlm_opencv",
     "restore_classic",
@@ -320,8 +322,12 @@ def richardson_lucy(img: np.ndarray, kernel: np.ndarray, iterations: int = RL_IT
 # --------------------------------------------------------------------------------------------
 
 
-def _cv2() -> ModuleType:
-    """OpenCV, imported by name on first use (never at import time: it is optional on a board)."""
+def import_opencv() -> ModuleType:
+    """OpenCV, imported by name on first use (never at import time: it is optional on a board).
+
+    Raises DependencyError naming `pip install opencv-python-headless`; a CLI can call it before
+    a batch to fail once, early, instead of once per file.
+    """
     try:
         return importlib.import_module("cv2")
     except ImportError as exc:
@@ -363,7 +369,7 @@ def nlm_opencv(img: np.ndarray, sigma: float, h_factor: float | None = None, col
     arr = _check_image(img)
     if arr.shape[2] not in (1, 3):
         raise ValueError(f"nlm_opencv handles 1 or 3 channels, got {arr.shape[2]}")
-    cv2 = _cv2()
+    cv2 = import_opencv()
     if h_factor is None:
         h_factor = NLM_OPENCV_H_FACTOR if colorspace == "rgb" else NLM_OPENCV_LAB_H_FACTOR
     h = float(h_factor) * float(sigma)
@@ -435,6 +441,8 @@ def restore_classic(
     sigma: noise std on the 0-255 scale for "wiener", "nlm" and "nlm-lab"; None estimates it
     (:func:`estimate_noise_sigma`, logged). "rl" ignores it and runs `iterations` iterations.
     The NLM methods run on 8 bits (OpenCV), so a uint16 image keeps only 8-bit precision there.
+    The whole image is processed at once in float64 (not tiled): Wiener peaked at about 160 MiB
+    and Richardson-Lucy at 185 MiB per RGB megapixel (1 MP, 25x25 kernel, tracemalloc).
     """
     if method not in CLASSIC_METHODS:
         raise UsageError(f"unknown classic method {method!r} (choose from {', '.join(CLASSIC_METHODS)})")

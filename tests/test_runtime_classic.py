@@ -289,7 +289,9 @@ def test_nlm_without_opencv_names_the_package(monkeypatch, photo):
     monkeypatch.setitem(__import__("sys").modules, "cv2", None)  # makes `import cv2` raise ImportError
     with pytest.raises(DependencyError, match="pip install opencv-python-headless") as info:
         classic.restore_classic((photo * 255).astype(np.uint8), "nlm", sigma=10.0)
-    assert "\n" not in str(info.value)
+    assert "\n" not in str(info.value) and info.value.exit_code == 78
+    with pytest.raises(DependencyError, match="opencv-python-headless"):
+        classic.import_opencv()  # what a CLI calls once before a batch
 
 
 def test_train_classic_reexports_the_runtime_functions():
