@@ -17,6 +17,14 @@ Memory. Tile rows are processed top to bottom; only a band of T rows of float ac
 (T x W x C) is kept, and rows no later tile can touch are converted and written out at once. The
 input and output tiles, the band and the windows are allocated once and reused for every tile
 (and for every frame, see `Tiler`).
+
+In place. `run(image, fn, out=image)` overwrites the image with its restoration, so a caller that
+no longer needs the input holds one image instead of two. Finished rows are written while later
+tile rows still have to be read, and a later tile row can read, by reflection at the bottom edge
+(or, for images not much taller than a tile, across the whole image), rows an earlier one has
+already written. `Tiler.in_place_hazards()` lists exactly those rows; `run()` keeps a copy of
+their input before overwriting them and reads the copy, so the in-place result is bit-identical
+to the out-of-place one. For large images these are at most a tile's height of rows.
 """
 
 from __future__ import annotations
@@ -120,6 +128,9 @@ class Tiler:
         self.ys = tile_starts(height, tile, overlap)
         self.xs = tile_starts(width, tile, overlap)
         self.col_index = [reflect_indices(x, x + tile, width) for x in self.xs]
+        self.row_index = [reflect_indices(y, y + tile, height) for y in self.ys]
+        self.row_spans = [self._finished_rows(r) for r in range(len(self.ys))]
+        self._hazards: list[tuple[np.ndarray, np.ndarray]] | None = None
         self.wy = [axis_window(tile, overlap, i == 0, i == len(self.ys) - 1) for i in range(len(self.ys))]
         self.wx = [axis_window(tile, overlap, i == 0, i == len(self.xs) - 1) for i in range(len(self.xs))]
         t, w, c = tile, width, image_channels
@@ -136,6 +147,38 @@ class Tiler:
     @property
     def tiles(self) -> int:
         return len(self.ys) * len(self.xs)
+
+    def _finished_rows(self, r: int) -> tuple[int, int]:
+        """Image rows [lo, hi) that are final, and written out, once tile row r is done (may be empty)."""
+        y0, step = self.ys[r], self.tile - self.overlap
+        # The last tile row finishes all of its rows; the others the first `step` (the rest is
+        # still blended with the next tile row).
+        finished = self.tile if r == len(self.ys) - 1 else step
+        lo, hi = max(0, y0), min(self.height, y0 + finished)
+        return lo, max(lo, hi)
+
+    def in_place_hazards(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """For each tile row: (positions in its band, image rows) it reads after they were written.
+
+        Computed by replaying the order of `run()`: tile row r gathers the rows `row_index[r]`
+        before it writes `row_spans[r]`. A row listed here must be read from a copy taken before
+        it was overwritten when the output is the image itself. Empty for every tile row means
+        `run(image, fn, out=image)` needs no copy at all.
+        """
+        if self._hazards is None:  # fixed per tiling: computed once, reused for every frame
+            written = np.zeros(self.height, bool)
+            hazards = []
+            for rows, (lo, hi) in zip(self.row_index, self.row_spans):
+                positions = np.flatnonzero(written[rows])
+                hazards.append((positions, rows[positions]))
+                written[lo:hi] = True
+            self._hazards = hazards
+        return self._hazards
+
+    @property
+    def in_place_safe(self) -> bool:
+        """Whether no tile row reads a row an earlier one wrote (in place needs no saved rows)."""
+        return all(pos.size == 0 for pos, _ in self.in_place_hazards())
 
     def _run_tile(self, run: RunTile) -> np.ndarray:
         """Run self._tile_f (T, T, Ci) through the model; result in self._res (T, T, Ci)."""
@@ -163,25 +206,31 @@ class Tiler:
         """Restore `image` (H, W, C) of dtype uint8, uint16 or float in [0, 1].
 
         Finished rows go to `sink(row, rows)` if given, else into `out` (allocated with the image's
-        shape and dtype when None), which is returned. Integer outputs are rounded and clipped;
-        float outputs are clipped to [0, 1].
+        shape and dtype when None), which is returned. `out` may be `image` itself (restored in
+        place, bit-identical to a separate output); any other overlap with `image` is refused.
+        Integer outputs are rounded and clipped; float outputs are clipped to [0, 1].
         """
         if image.ndim != 3 or image.shape != (self.height, self.width, self.image_channels):
             raise ValueError(f"image shape {image.shape} != tiler shape {(self.height, self.width, self.image_channels)}")
         in_scale = 1.0 / _max_value(image.dtype)
         out_dtype = image.dtype if out is None else out.dtype
         out_max = _max_value(np.dtype(out_dtype))
+        saver: _RowSaver | None = None
         if sink is None:
             if out is None:
                 out = np.empty(image.shape, image.dtype)
             elif out.shape != image.shape:
                 raise ValueError(f"out shape {out.shape} != image shape {image.shape}")
+            if _same_buffer(out, image):
+                saver = _RowSaver(image, self.in_place_hazards())
+            elif np.may_share_memory(out, image) and np.shares_memory(out, image):
+                raise ValueError("out overlaps image without being the same array (pass out=image to restore in place)")
             target = out
 
             def sink(row: int, rows: np.ndarray) -> None:
                 target[row : row + rows.shape[0]] = rows
 
-        t, step, h = self.tile, self.tile - self.overlap, self.height
+        t, step = self.tile, self.tile - self.overlap
         if self._band_in is None or self._band_in.dtype != image.dtype:
             self._band_in = np.empty((t, self.width, self.image_channels), image.dtype)
             self._raw = np.empty((t, t, self.image_channels), image.dtype)
@@ -191,7 +240,9 @@ class Tiler:
         wacc.fill(0.0)
         done, total = 0, self.tiles
         for r, y0 in enumerate(self.ys):
-            np.take(image, reflect_indices(y0, y0 + t, h), axis=0, out=band_in)
+            np.take(image, self.row_index[r], axis=0, out=band_in)
+            if saver is not None:
+                saver.restore_band(r, band_in)
             wy = self.wy[r]
             for c, x0 in enumerate(self.xs):
                 np.take(band_in, self.col_index[c], axis=1, out=raw)
@@ -209,13 +260,13 @@ class Tiler:
                 done += 1
                 if progress is not None:
                     progress(done, total)
-            # Band rows [y0, y0 + step) are final (the last tile row finishes all of its rows).
             last = r == len(self.ys) - 1
-            finished = t if last else step
-            lo, hi = max(0, y0), min(h, y0 + finished)
+            lo, hi = self.row_spans[r]
             if hi > lo:
                 a, b = lo - y0, hi - y0
                 rows = acc[a:b] / np.maximum(wacc[a:b], 1e-12)[..., None]
+                if saver is not None:
+                    saver.save(lo, hi)
                 sink(lo, _to_dtype(rows, np.dtype(out_dtype), out_max))
             if not last:
                 keep = t - step
@@ -224,6 +275,44 @@ class Tiler:
                 wacc[:keep] = wacc[step:]
                 wacc[keep:] = 0.0
         return out
+
+
+def _same_buffer(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether a and b are views of the very same elements (same start, shape, strides, dtype)."""
+    return (
+        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+        and a.shape == b.shape
+        and a.strides == b.strides
+        and a.dtype == b.dtype
+    )
+
+
+class _RowSaver:
+    """The input rows an in-place run overwrites before a later tile row reads them.
+
+    `save(lo, hi)` copies the hazardous rows among [lo, hi) just before they are overwritten;
+    `restore_band(r, band)` puts the copies into tile row r's freshly gathered input band.
+    """
+
+    def __init__(self, image: np.ndarray, hazards: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        self.image = image
+        self.hazards = hazards
+        self.rows = np.unique(np.concatenate([rows for _, rows in hazards])) if hazards else np.zeros(0, np.intp)
+        self.saved = np.empty((self.rows.size, *image.shape[1:]), image.dtype)
+        # Where each tile row's hazard rows sit in self.saved: looked up once per run, not per tile.
+        self.slots = [np.searchsorted(self.rows, rows) for _, rows in hazards]
+
+    def save(self, lo: int, hi: int) -> None:
+        """Copy the saved rows in [lo, hi) from the image; call before those rows are overwritten."""
+        first, last = np.searchsorted(self.rows, [lo, hi])
+        if last > first:
+            self.saved[first:last] = self.image[self.rows[first:last]]
+
+    def restore_band(self, r: int, band: np.ndarray) -> None:
+        """Replace the already-overwritten rows of tile row r's input band by their saved input."""
+        positions = self.hazards[r][0]
+        if positions.size:
+            band[positions] = self.saved[self.slots[r]]
 
 
 def _to_dtype(rows: np.ndarray, dtype: np.dtype, max_value: float) -> np.ndarray:

@@ -194,3 +194,68 @@ def test_gray_alpha_array_keeps_alpha(int8_model):
     la = np.random.default_rng(11).integers(0, 256, (9, 13, 2), dtype=np.uint8)
     out = load_model(int8_model).restore(la)
     assert out.shape == la.shape and np.array_equal(out[..., 1], la[..., 1])
+
+
+def _tile_mean_model(tile: np.ndarray) -> np.ndarray:
+    """A tile function whose every output pixel depends on every input row of its tile.
+
+    A row read after an in-place run had overwritten it changes the whole tile's output, so
+    the in-place tests below cannot pass by luck (a 3x3 model only sees the rows next to it).
+    """
+    return np.clip(0.6 * tile + 0.4 * tile.mean(axis=(1, 2), keepdims=True), 0.0, 1.0)
+
+
+# Heights 1..7 fit one tile row; 29..31 and 45 and 83 make a later tile row read rows, by
+# reflection, that an earlier one already wrote (in_place_hazards non-empty).
+IN_PLACE_SHAPES = [(1, 1), (7, 5), (5, 7), (1, 40), (29, 3), (31, 33), (45, 17), (60, 1), (64, 36), (83, 20), (97, 65), (150, 9)]
+
+
+@pytest.mark.parametrize("shape", IN_PLACE_SHAPES)
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_in_place_equals_separate_output_bit_exact(shape, dtype):
+    rng = np.random.default_rng(sum(shape))
+    if dtype == np.float32:
+        image = rng.random((*shape, 3), dtype=np.float32)
+    else:
+        image = rng.integers(0, np.iinfo(dtype).max + 1, (*shape, 3)).astype(dtype)
+    tiler = Tiler(shape[0], shape[1], 32, 4)
+    expected = tiler.run(image, _tile_mean_model)
+    work = image.copy()
+    assert tiler.run(work, _tile_mean_model, out=work) is work
+    assert np.array_equal(work, expected)
+    again = image.copy()  # the same tiler again: nothing of the first in-place run is left over
+    assert np.array_equal(tiler.run(again, _tile_mean_model, out=again), expected)
+
+
+def test_in_place_hazards_are_exactly_the_rows_read_after_being_written():
+    heights = [h for h, _ in IN_PLACE_SHAPES]
+    unsafe = [h for h in heights if not Tiler(h, 3, 32, 4).in_place_safe]
+    assert unsafe and len(unsafe) < len(heights)  # both kinds are among the test shapes
+    for h in range(1, 200):
+        tiler = Tiler(h, 3, 32, 4)
+        written = np.zeros(h, bool)
+        for r, (positions, rows) in enumerate(tiler.in_place_hazards()):
+            band = tiler.row_index[r]
+            assert np.array_equal(positions, np.flatnonzero(written[band])) and np.array_equal(rows, band[positions])
+            lo, hi = tiler.row_spans[r]
+            written[lo:hi] = True
+        assert written.all()  # the written spans cover the image
+    assert Tiler(1, 1, 32, 4).in_place_safe and Tiler(7, 5, 32, 4).in_place_safe
+
+
+def test_in_place_with_real_models_and_gray(int8_model, float_model):
+    for path, shape in ((int8_model, (83, 47, 3)), (float_model, (45, 31, 3)), (int8_model, (7, 5, 3)), (int8_model, (61, 29, 1))):
+        model = load_model(path)
+        image = np.random.default_rng(shape[0]).integers(0, 256, shape, dtype=np.uint8)
+        expected = model.restore(image)
+        work = image.copy()
+        model.tiler(*shape).run(work, model.run_tile, out=work)
+        assert np.array_equal(work, expected.reshape(shape)), (path.name, shape)
+
+
+def test_partially_overlapping_output_is_refused():
+    image = np.zeros((40, 10, 3), np.uint8)
+    buffer = np.zeros((41, 10, 3), np.uint8)
+    with pytest.raises(ValueError, match="overlaps image"):
+        Tiler(40, 10, 32, 4).run(buffer[:40], _tile_mean_model, out=buffer[1:])
+    assert Tiler(40, 10, 32, 4).run(image, _tile_mean_model, out=np.zeros_like(image)) is not None
