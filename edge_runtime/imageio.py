@@ -368,6 +368,9 @@ def _decode(p: Path, im: Image.Image, head: bytes, fh: BinaryIO) -> Picture:
         log.warning("%s: EXIF is unreadable and is not copied", p)
         exif = Image.Exif()
     orientation = _orientation(p, exif)
+    # Before any pixels: a TIFF's EXIF reads its sub-IFDs lazily from the open file, and the
+    # 8-bit path closes the image (and so the file) as soon as its pixels are copied.
+    exif_out = _safe_exif(p, exif, fmt)
     icc = im.info.get("icc_profile") or None
     if icc is not None and not isinstance(icc, bytes):
         icc = None
@@ -395,16 +398,16 @@ def _decode(p: Path, im: Image.Image, head: bytes, fh: BinaryIO) -> Picture:
         if mode == "CMYK" and icc:
             log.warning("%s: CMYK converted to RGB; its CMYK ICC profile is not copied", p)
             icc = None
-        im = im.convert(_target_mode(im))
-        pixels = np.asarray(im)
-        pixels = pixels[..., None] if pixels.ndim == 2 else pixels
-        alpha_from_color = pixels.shape[2] in (2, 4)
-    if pixels.ndim != 3 or pixels.shape[0] < 1 or pixels.shape[1] < 1:
-        raise InputImageError(f"{p}: image has no pixels ({'x'.join(map(str, pixels.shape))})")
-    if alpha_from_color:
-        color, alpha = pixels[..., :-1], pixels[..., -1]
-    else:
-        color, alpha = pixels, None
+        pixels = None
+        color, alpha = _pixels_8bit(im)
+    if pixels is not None:
+        if pixels.ndim != 3 or pixels.shape[0] < 1 or pixels.shape[1] < 1:
+            raise InputImageError(f"{p}: image has no pixels ({'x'.join(map(str, pixels.shape))})")
+        if alpha_from_color:
+            color, alpha = pixels[..., :-1], pixels[..., -1]
+        else:
+            color, alpha = pixels, None
+        del pixels  # the contiguous copies below are all that is kept
     color = apply_orientation(np.ascontiguousarray(color), orientation)
     if alpha is not None:
         alpha = apply_orientation(np.ascontiguousarray(alpha), orientation)
@@ -415,9 +418,48 @@ def _decode(p: Path, im: Image.Image, head: bytes, fh: BinaryIO) -> Picture:
     if orientation in (5, 6, 7, 8) and dpi:
         dpi = (dpi[1], dpi[0])
     return Picture(
-        color=color, alpha=alpha, icc_profile=icc, exif=_safe_exif(p, exif, fmt),
+        color=color, alpha=alpha, icc_profile=icc, exif=exif_out,
         dpi=dpi, source_format=fmt, frames=frames,
     )
+
+
+#: Bytes of Pillow pixels copied to numpy per band (counted at Pillow's 4 bytes per pixel).
+_BAND_BYTES = 2 * 1024 * 1024
+
+
+def _pixels_8bit(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """Decode an 8-bit image into (color (H, W, 1 | 3), alpha (H, W) or None), closing `im`.
+
+    `im` is closed (for an opened file, that closes its file object too) once its pixels are
+    copied. Memory matters here (issue 4: a 48 MP photo on a board): Pillow stores RGB, RGBA and
+    LA at 4 bytes per pixel, and `np.asarray(im)` goes through `tobytes()`, whose chunks and
+    joined copy coexist with the image. So: no `convert()` when the mode already is the target
+    (it would copy the whole image); the pixels are copied into arrays allocated once, a band of
+    rows at a time; and the Pillow image is released right after, so at most the decoded Pillow
+    image and the numpy result exist at once.
+    """
+    target = _target_mode(im)
+    if im.mode != target:
+        converted = im.convert(target)
+        im.close()  # the source pixels are not needed once converted (P, CMYK, 1, ...)
+        im = converted
+    w, h = im.size
+    bands = len(im.getbands())
+    has_alpha = bands in (2, 4)
+    channels = bands - 1 if has_alpha else bands
+    color = np.empty((h, w, channels), np.uint8)
+    alpha = np.empty((h, w), np.uint8) if has_alpha else None
+    step = max(1, _BAND_BYTES // (4 * w))
+    try:
+        for y in range(0, h, step):
+            y1 = min(h, y + step)
+            block = np.asarray(im.crop((0, y, w, y1))).reshape(y1 - y, w, bands)
+            color[y:y1] = block[..., :channels]
+            if alpha is not None:
+                alpha[y:y1] = block[..., channels]
+    finally:
+        im.close()
+    return color, alpha
 
 
 def _tiff16_ok(p: Path, im: Image.Image) -> bool:
@@ -496,8 +538,72 @@ def to_8bit(pixels: np.ndarray) -> np.ndarray:
     return np.rint(pixels.astype(np.float32) / 257.0).astype(np.uint8)
 
 
-def encode_image(picture: Picture, fmt: str, quality: int = DEFAULT_QUALITY) -> bytes:
-    """Encode a Picture in a Pillow format name (PNG, JPEG, TIFF, WEBP, BMP)."""
+class _EncoderOutput:
+    """The file object handed to Pillow's encoders: every byte goes through `fh.write()`.
+
+    Pillow writes straight to the descriptor of an object that has fileno(), bypassing the
+    Python file object: a failing write then surfaces as "encoder error -N" with no errno (not
+    "No space left on device"), and a wrapped file object never sees the bytes. Without
+    fileno(), Pillow encodes in small chunks (64 KiB) and calls write(). tell() counts the bytes
+    written, as `fh` starts empty (the TIFF writer asks for offsets); seek() only follows it.
+    """
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh
+        self._pos = 0
+
+    def write(self, data: bytes) -> int:
+        """Write all of `data` to the underlying file."""
+        self._fh.write(data)
+        size = memoryview(data).nbytes
+        self._pos += size
+        return size
+
+    def tell(self) -> int:
+        """Bytes written so far."""
+        return self._pos
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        """Move within the file; a no-op for the current position (what Pillow's writers ask)."""
+        target = offset if whence == os.SEEK_SET else self._pos + offset if whence == os.SEEK_CUR else None
+        if target != self._pos:
+            self._pos = self._fh.seek(offset, whence)
+        return self._pos
+
+
+def _band_planes(color: np.ndarray, alpha: np.ndarray | None, y0: int, y1: int, gray_to_rgb: bool) -> np.ndarray:
+    """Rows [y0, y1) as the (k, W) or (k, W, C) uint8 planes Pillow takes (alpha appended last)."""
+    block = color[y0:y1]
+    if gray_to_rgb:
+        block = np.repeat(block, 3, axis=2)
+    if alpha is not None:
+        block = np.concatenate([block, alpha[y0:y1, :, None]], axis=2)
+    return np.ascontiguousarray(block[..., 0] if block.shape[2] == 1 else block)
+
+
+def _pillow_image(color: np.ndarray, alpha: np.ndarray | None, gray_to_rgb: bool = False) -> Image.Image:
+    """A Pillow image of 8-bit planes, filled a band of rows at a time.
+
+    One whole-image `np.concatenate` (colour + alpha) or `np.repeat` (gray to RGB) would be a
+    full-size temporary next to the Pillow image; band by band, the temporaries are a few MB.
+    """
+    h, w = color.shape[:2]
+    channels = (3 if gray_to_rgb else color.shape[2]) + (alpha is not None)
+    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels]
+    im = Image.new(mode, (w, h))
+    step = max(1, _BAND_BYTES // (4 * w))
+    for y in range(0, h, step):
+        y1 = min(h, y + step)
+        im.paste(Image.fromarray(_band_planes(color, alpha, y, y1, gray_to_rgb)), (0, y))
+    return im
+
+
+def save_image(fh: BinaryIO, picture: Picture, fmt: str, quality: int = DEFAULT_QUALITY) -> None:
+    """Encode a Picture in a Pillow format name (PNG, JPEG, TIFF, WEBP, BMP) into the empty file `fh`.
+
+    The encoded file is written as it is produced, never held whole in memory (except where
+    the encoder itself builds it whole: WebP, and the numpy 16-bit PNG/TIFF codecs).
+    """
     color, alpha = picture.color, picture.alpha
     exif_bytes = picture.exif.tobytes() if picture.exif is not None and fmt in _EXIF_FORMATS else None
     icc = picture.icc_profile if fmt in _ICC_FORMATS else None
@@ -508,10 +614,12 @@ def encode_image(picture: Picture, fmt: str, quality: int = DEFAULT_QUALITY) -> 
     sixteen = color.dtype == np.uint16
     if sixteen and fmt == "PNG":
         planes = color if alpha is None else np.concatenate([color, alpha[..., None]], axis=2)
-        return png16.encode(planes, icc_profile=icc, exif=exif_bytes)
+        fh.write(png16.encode(planes, icc_profile=icc, exif=exif_bytes))
+        return
     if sixteen and fmt == "TIFF" and color.shape[2] == 3:
         planes = color if alpha is None else np.concatenate([color, alpha[..., None]], axis=2)
-        return tiff16.encode(planes, icc_profile=icc, exif=picture.exif)
+        fh.write(tiff16.encode(planes, icc_profile=icc, exif=picture.exif))
+        return
     if sixteen and fmt == "TIFF" and alpha is None:
         im = Image.fromarray(np.ascontiguousarray(color[..., 0]), mode=None)  # I;16
     else:
@@ -519,13 +627,11 @@ def encode_image(picture: Picture, fmt: str, quality: int = DEFAULT_QUALITY) -> 
             log.warning("%s output is 8-bit: the 16-bit image is reduced to 8 bits", fmt)
             color = to_8bit(color)
             alpha = None if alpha is None else to_8bit(alpha)
-        if fmt == "BMP" and alpha is not None and color.shape[2] == 1:
+        gray_to_rgb = fmt == "BMP" and alpha is not None and color.shape[2] == 1
+        if gray_to_rgb:
             log.warning("BMP cannot store gray with alpha: written as RGBA")
-            color = np.repeat(color, 3, axis=2)
-        planes = color if alpha is None else np.concatenate([color, alpha[..., None]], axis=2)
-        if planes.shape[2] == 1:
-            planes = planes[..., 0]
-        im = Image.fromarray(np.ascontiguousarray(planes))
+        im = _pillow_image(color, alpha, gray_to_rgb)
+    del color, alpha  # the Pillow image is what gets encoded; drop any 8-bit copies first
     kwargs: dict = {}
     if icc:
         kwargs["icc_profile"] = icc
@@ -535,19 +641,39 @@ def encode_image(picture: Picture, fmt: str, quality: int = DEFAULT_QUALITY) -> 
         kwargs["dpi"] = picture.dpi
     if fmt in ("JPEG", "WEBP"):
         kwargs["quality"] = int(quality)
+    try:
+        im.save(_EncoderOutput(fh), format=fmt, **kwargs)
+    finally:
+        im.close()  # frees the pixels now, not whenever the caller's frame lets go
+
+
+def encode_image(picture: Picture, fmt: str, quality: int = DEFAULT_QUALITY) -> bytes:
+    """Encode a Picture in a Pillow format name (PNG, JPEG, TIFF, WEBP, BMP) into bytes."""
     buf = io.BytesIO()
-    im.save(buf, format=fmt, **kwargs)
+    save_image(buf, picture, fmt, quality)
     return buf.getvalue()
 
 
 def write_image(path: str | os.PathLike, picture: Picture, quality: int = DEFAULT_QUALITY) -> None:
-    """Write a Picture atomically; the format comes from the extension (UsageError if unknown)."""
+    """Write a Picture atomically; the format comes from the extension (UsageError if unknown).
+
+    The image is encoded straight into the temporary file (issue 4: a 48 MP PNG is over 100 MB
+    encoded, which would otherwise sit in memory, twice, next to the pixels).
+    """
     fmt = output_format(path)
-    try:
-        data = encode_image(picture, fmt, quality)
-    except (ValueError, OSError, KeyError, TypeError) as exc:
-        raise OutputWriteError(f"cannot encode {path} as {fmt}: {exc}") from None
-    atomic_write(path, lambda fh: fh.write(data))
+
+    def encode_into(fh: BinaryIO) -> None:
+        try:
+            save_image(fh, picture, fmt, quality)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise OutputWriteError(f"cannot encode {path} as {fmt}: {exc}") from None
+        except OSError as exc:
+            if exc.errno is not None:  # the file system (disk full, I/O error): atomic_write says so
+                raise
+            # Pillow's encoder errors are OSErrors without an errno
+            raise OutputWriteError(f"cannot encode {path} as {fmt}: {exc}") from None
+
+    atomic_write(path, encode_into)
 
 
 def side_by_side(before: Picture, after: Picture) -> Picture:

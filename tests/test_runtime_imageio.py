@@ -273,7 +273,7 @@ def test_write_image_atomic_and_unknown_extension(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise OSError("encoder failed")
 
-    monkeypatch.setattr(imageio, "encode_image", broken)
+    monkeypatch.setattr(imageio, "save_image", broken)
     with pytest.raises(OutputWriteError):
         imageio.write_image(tmp_path / "out.png", picture)
     assert list(tmp_path.iterdir()) == []
