@@ -390,7 +390,10 @@ def nlm_opencv(img: np.ndarray, sigma: float, h_factor: float | None = None, col
 
 
 def estimate_noise_sigma(img: np.ndarray) -> float:
-    """Noise std (0-255 scale) of a float HxWxC [0, 1] image, for when the caller does not know it.
+    """Noise std (0-255 scale) of an HxWxC image, for when the caller does not know it.
+
+    `img` is float in [0, 1], or uint8 / uint16 (scaled to [0, 1] first, as :func:`restore_classic`
+    scales them), so a caller holding decoded pixels can estimate, report and pass the same sigma.
 
     Donoho & Johnstone's rule: the finest diagonal Haar wavelet band of a photo is mostly noise,
     and its median absolute value / 0.6745 is the std of white Gaussian noise, robust to the few
@@ -398,7 +401,10 @@ def estimate_noise_sigma(img: np.ndarray) -> float:
     db2). The orthonormal Haar diagonal (a - b - c + d) / 2 of each 2x2 block keeps the noise std
     unchanged. Texture makes it an over-estimate on sharp, clean photos; blur makes it accurate.
     """
-    arr = _check_image(img).astype(np.float64)
+    arr = np.asarray(img)
+    if arr.dtype in (np.uint8, np.uint16):  # floats are left unclipped: clipping would bias the estimate
+        arr = _to_float(arr)
+    arr = _check_image(arr).astype(np.float64)
     h2, w2 = arr.shape[0] // 2 * 2, arr.shape[1] // 2 * 2
     if h2 == 0 or w2 == 0:
         raise ValueError(f"cannot estimate noise on a {arr.shape[1]}x{arr.shape[0]} image (needs 2x2)")

@@ -1,4 +1,4 @@
-"""`edge-restore`: restore photos on the board with a TFLite (or ONNX) restoration model."""
+"""`edge-restore`: restore photos on the board with a TFLite (or ONNX) restoration model, or a classic method."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ import numpy as np
 from . import errors
 from .api import RestorationModel, list_models, load_model, models_dirs, resolve_model
 from .backends import DEVICES
-from .errors import EdgeRestoreError, MissingInputError, ModelError, OutputWriteError, UsageError
+from .classic import CLASSIC_METHODS, RL_ITERATIONS, estimate_noise_sigma, import_opencv, load_kernel, restore_classic
+from .errors import EdgeRestoreError, InputImageError, MissingInputError, ModelError, OutputWriteError, UsageError
 from .imageio import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_QUALITY,
@@ -52,6 +53,11 @@ Image rules: EXIF orientation is applied (and the tag cleared); ICC profile and 
 16-bit PNG/TIFF stay 16-bit; grayscale stays grayscale (gray replicated to RGB for the model,
 averaged back); alpha is passed through untouched; palette and CMYK images become RGB; of a
 multi-frame file (GIF, APNG, multi-page TIFF) only the first frame is restored, with a warning.
+
+Without a model, --classic restores with a classic method instead: Wiener or Richardson-Lucy
+deconvolution with a known blur kernel (numpy only), or OpenCV non-local means denoising. It is a
+baseline or a fallback: the whole image is processed at once (about 160-185 MiB of memory per RGB
+megapixel, where the tiled models stay bounded), and the same image rules apply.
 """
 
 EPILOG = f"""\
@@ -66,15 +72,17 @@ outputs:
   for writing before the model is loaded.
 
 interrupting:
-  SIGINT (Ctrl-C) or SIGTERM stops a batch at the next tile: the file in progress is abandoned
-  (nothing is written for it), the --json manifest is still written (status ok / error /
-  skipped / interrupted / pending), and the exit code is 130 (SIGINT) or 143 (SIGTERM). Rerun
-  the same command with --resume to finish: finished files are skipped. A second signal stops
-  at once. Temporary files left by a run that was killed outright are removed by the next run.
+  SIGINT (Ctrl-C) or SIGTERM stops a batch at the next tile (with --classic: once the image in
+  progress is computed): the file in progress is abandoned (nothing is written for it), the
+  --json manifest is still written (status ok / error / skipped / interrupted / pending), and
+  the exit code is 130 (SIGINT) or 143 (SIGTERM). Rerun the same command with --resume to
+  finish: finished files are skipped. A second signal stops at once. Temporary files left by a
+  run that was killed outright are removed by the next run.
 
 exit codes (docs/exit-codes.md):
-  0 all ok   1 usage error   2 partial batch failure (some inputs failed)   65 bad input image
-  66 missing input   73 cannot write output   78 bad model or device
+  0 all ok   1 usage error   2 partial batch failure (some inputs failed)
+  65 bad input image or --kernel file   66 missing input or --kernel file   73 cannot write output
+  78 bad model or device, or OpenCV missing for --classic nlm / nlm-lab
   130 interrupted by SIGINT   143 interrupted by SIGTERM
   (a single input, or a batch in which every input failed for one reason, exits with that
   reason's code; a manifest that cannot be written makes an otherwise clean run exit 73)
@@ -84,6 +92,9 @@ examples:
   {PROG} --model models/denoise_int8.tflite shots/ -r -o clean/ --json run.json
   {PROG} --model denoise --device edgetpu --cpu-fallback --benchmark --compare img.png
   {PROG} --list-models
+  {PROG} --classic wiener --kernel k.npy --noise-sigma 2.55 photo.jpg -o out.png   # no model needed
+  {PROG} --classic rl --kernel shake.png --rl-iterations 20 photos/ -o restored/
+  {PROG} --classic nlm noisy.png          # OpenCV; noise sigma estimated per image and printed
 """
 
 
@@ -112,6 +123,17 @@ _positive_int = int_at_least(1)
 _non_negative_int = int_at_least(0)
 
 
+def _noise_sigma(text: str) -> float:
+    """argparse type: a finite noise std >= 0 on the 0-255 scale."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not np.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0 (0-255 scale)")
+    return value
+
+
 def _quality(text: str) -> int:
     value = _positive_int(text)
     if value > 100:
@@ -133,6 +155,29 @@ def build_parser() -> argparse.ArgumentParser:
         "models/denoise_int8.tflite (folders searched: $EDGE_RESTORE_MODELS, then the repo's models/)",
     )
     p.add_argument("-o", "--output", metavar="PATH", help="output file (single input) or directory (several inputs)")
+    p.add_argument(
+        "--classic", choices=CLASSIC_METHODS, metavar="METHOD",
+        help="restore without a model: wiener or rl (Wiener / Richardson-Lucy deconvolution with a known "
+        "blur kernel, given by --kernel), nlm or nlm-lab (OpenCV non-local means denoising on RGB / in "
+        "CIELAB; pip install opencv-python-headless). The whole image is processed at once: about "
+        "160-185 MiB per RGB megapixel, unlike the tiled models; Ctrl-C takes effect once the image in "
+        "progress is computed (that file is then abandoned). E.g. --classic wiener --kernel k.npy --noise-sigma 2.55",
+    )
+    p.add_argument(
+        "--kernel", metavar="PATH",
+        help="with --classic wiener or rl: the blur kernel, a 2-D .npy array or a .png image (luminance), "
+        "non-negative; normalised to sum 1 and centred on pixel ((h-1)//2, (w-1)//2). E.g. --kernel shake.png",
+    )
+    p.add_argument(
+        "--noise-sigma", type=_noise_sigma, default=None, metavar="S",
+        help="with --classic wiener, nlm or nlm-lab: the noise std on the 0-255 scale for every image "
+        "(2.55 = 1%% of full range; default: estimated per image and printed). E.g. --noise-sigma 25",
+    )
+    p.add_argument(
+        "--rl-iterations", type=_non_negative_int, default=None, metavar="N",
+        help=f"with --classic rl: iterations, the method's only regulariser (more sharpen further but "
+        f"amplify noise; default {RL_ITERATIONS}). E.g. --rl-iterations 20",
+    )
     p.add_argument("-r", "--recursive", action="store_true", help="descend into sub-directories of directory inputs ('**' in globs)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (inputs are never overwritten)")
     p.add_argument(
@@ -145,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS, metavar="N",
         help=f"refuse images with more pixels than this, checked before decoding (decompression bombs; default {DEFAULT_MAX_PIXELS:,})",
     )
-    p.add_argument("--threads", type=_positive_int, default=None, metavar="N", help="interpreter threads (default: all CPU cores)")
+    p.add_argument("--threads", type=_positive_int, default=None, metavar="N", help="interpreter (or, with --classic nlm / nlm-lab, OpenCV) threads (default: all CPU cores)")
     p.add_argument("--tile-overlap", type=_non_negative_int, default=None, metavar="N", help="overlap between tiles in pixels (default: the model contract's)")
     p.add_argument("--device", choices=DEVICES, default="cpu", help="cpu (default) or edgetpu (Coral, via libedgetpu)")
     p.add_argument("--cpu-fallback", action="store_true", help="with --device edgetpu: run on the CPU, with a warning, when no Edge TPU is found (default: fail)")
@@ -167,9 +212,10 @@ class Job:
     exit_code: int = 0
     seconds: float = 0.0
     megapixels: float = 0.0
+    noise_sigma: float | None = None  # --classic without --noise-sigma: the sigma estimated for this image
 
     def manifest(self) -> dict:
-        return {
+        entry = {
             "input": str(self.input),
             "output": str(self.output) if self.output else None,
             "compare": str(self.compare) if self.compare else None,
@@ -177,6 +223,9 @@ class Job:
             "error": self.error or None,
             "seconds": round(self.seconds, 4),
         }
+        if self.noise_sigma is not None:
+            entry["noise_sigma"] = round(self.noise_sigma, 3)
+        return entry
 
 
 def _resolve(path: Path) -> Path:
@@ -471,6 +520,82 @@ def restore_file(model: RestorationModel, job: Job, quality: int, max_pixels: in
     tiler = model.tiler(picture.height, picture.width, picture.color.shape[2])
     tiler.run(picture.color, model.run_tile, out=restored, progress=progress)
     del tiler  # its band buffers (tens of MB at 48 MP) are not needed while writing
+    write_restored(job, picture, restored, quality)
+
+
+@dataclass(frozen=True)
+class ClassicRun:
+    """The settings of a --classic run, its kernel loaded and checked once before the batch."""
+
+    method: str
+    kernel: np.ndarray | None = None
+    kernel_path: str | None = None
+    sigma: float | None = None  # None: estimated per image
+    iterations: int = RL_ITERATIONS
+
+    @property
+    def label(self) -> str:
+        """What the manifest and the benchmark name in place of a model path."""
+        return f"classic:{self.method}"
+
+    @property
+    def uses_sigma(self) -> bool:
+        return self.method != "rl"  # Richardson-Lucy is regularised by its iteration count instead
+
+    def manifest(self) -> dict:
+        return {
+            "method": self.method,
+            "kernel": self.kernel_path,
+            "kernel_shape": list(self.kernel.shape) if self.kernel is not None else None,
+            "noise_sigma": self.sigma,  # null: estimated per image (each file's noise_sigma)
+            "rl_iterations": self.iterations if self.method == "rl" else None,
+        }
+
+
+def prepare_classic(args: argparse.Namespace) -> ClassicRun:
+    """Load the --kernel and import OpenCV (for NLM) once, so a bad setup fails before any image is read.
+
+    Raises KernelError (65) for a bad kernel file, MissingInputError (66) for a missing one and
+    DependencyError (78, naming the pip package) when NLM is asked for without OpenCV.
+    """
+    kernel = load_kernel(args.kernel) if args.kernel is not None else None
+    if args.classic in ("nlm", "nlm-lab"):
+        cv2 = import_opencv()
+        if args.threads is not None:
+            cv2.setNumThreads(args.threads)
+    return ClassicRun(
+        method=args.classic, kernel=kernel, kernel_path=args.kernel, sigma=args.noise_sigma,
+        iterations=RL_ITERATIONS if args.rl_iterations is None else args.rl_iterations,
+    )
+
+
+def restore_file_classic(run: ClassicRun, job: Job, quality: int, max_pixels: int, progress=None) -> None:
+    """Read, restore with a classic method and write one job's image (and its comparison image).
+
+    Without --noise-sigma the sigma is estimated here (not inside restore_classic) so that it can be
+    reported and recorded in job.noise_sigma. The method computes the whole image in one call, so
+    `progress` is called once, after it: a stop request abandons the file there, before writing,
+    as the tiled path abandons it at its next tile.
+    """
+    picture: Picture = read_image(job.input, max_pixels=max_pixels)
+    sigma = run.sigma
+    if sigma is None and run.uses_sigma:
+        try:
+            sigma = job.noise_sigma = estimate_noise_sigma(picture.color)
+        except ValueError as exc:  # an image smaller than 2x2 has no noise band to measure
+            raise InputImageError(f"{job.input}: {exc}; give --noise-sigma") from None
+    restored = restore_classic(picture.color, run.method, run.kernel, sigma, iterations=run.iterations)
+    if progress is not None:
+        progress(1, 1)
+    write_restored(job, picture, restored, quality)
+
+
+def write_restored(job: Job, picture: Picture, restored: np.ndarray, quality: int) -> None:
+    """Write `restored` pixels with `picture`'s alpha and metadata to job.output (and the comparison image).
+
+    Shared by the model and the classic paths so both write alike: atomic writes, output folders
+    created on demand, alpha, ICC/EXIF and bit depth passed through from the input picture.
+    """
     result = replace(picture, color=restored)
     assert job.output is not None
     try:
@@ -535,21 +660,56 @@ def main(argv: list[str] | None = None) -> int:
         logger.propagate = old_propagate
 
 
+def check_method_options(args: argparse.Namespace) -> str | None:
+    """The usage error of --model / --classic and the options that belong to only one of them, or None.
+
+    Options that would be silently ignored are refused instead, so a run never quietly does
+    something other than what its command line says.
+    """
+    if args.classic and args.model:
+        return "--classic and --model exclude each other"
+    if not args.classic and not args.model:
+        return "--model or --classic is required (a .tflite/.onnx path or a short name, see --list-models; or a classic method)"
+    if not args.classic:
+        given = [flag for flag, value in (("--kernel", args.kernel), ("--noise-sigma", args.noise_sigma),
+                                          ("--rl-iterations", args.rl_iterations)) if value is not None]
+        return f"{given[0]} goes with --classic" if given else None
+    method = args.classic
+    deconvolution = method in ("wiener", "rl")
+    if deconvolution and args.kernel is None:
+        return f"--classic {method} needs the blur kernel: --kernel PATH (.npy or .png)"
+    if not deconvolution and args.kernel is not None:
+        return f"--kernel goes with --classic wiener or rl, not {method} (which denoises)"
+    if method == "rl" and args.noise_sigma is not None:
+        return "--noise-sigma has no effect with --classic rl (its iterations regularise it: --rl-iterations)"
+    if method != "rl" and args.rl_iterations is not None:
+        return f"--rl-iterations goes with --classic rl, not {method}"
+    if args.device != "cpu":
+        return f"--device {args.device} runs models; --classic runs on the CPU"
+    if args.tile_overlap is not None:
+        return "--tile-overlap is for the tiled models; --classic processes the whole image at once"
+    if deconvolution and args.threads is not None:
+        return f"--threads has no effect with --classic {method} (numpy's FFT runs on one thread)"
+    return None
+
+
 def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.list_models:
         return _print_models()
-    if not args.model:
-        parser.error("--model is required (a .tflite/.onnx path or a short name; see --list-models)")
+    usage = check_method_options(args)
+    if usage:
+        parser.error(usage)
     if not args.inputs:
         parser.error("no INPUT given")
     if args.resume and args.overwrite:
         parser.error("--resume and --overwrite exclude each other")
-    model_path = resolve_model(args.model)  # a missing model is reported (78) before anything else
-    if not model_path.is_file():
-        raise ModelError(f"model not found: {model_path}" if not model_path.exists() else f"model is not a file: {model_path}")
-    args.model = str(model_path)
+    if args.model:
+        model_path = resolve_model(args.model)  # a missing model is reported (78) before anything else
+        if not model_path.is_file():
+            raise ModelError(f"model not found: {model_path}" if not model_path.exists() else f"model is not a file: {model_path}")
+        args.model = str(model_path)
     inputs = expand_inputs(args.inputs, args.recursive)
     if not inputs:
         raise MissingInputError(f"no images found in {' '.join(args.inputs)}")
@@ -562,19 +722,23 @@ def _main(argv: list[str] | None) -> int:
     preflight_outputs(jobs, manifest_path)
     remove_stale_temps([d for j in jobs for d in (j.output, j.compare) if d is not None]
                        + ([manifest_path] if manifest_path else []))
+    classic = prepare_classic(args) if args.classic else None  # as cheap as the checks above: before any image
 
     with StopSignals() as stop:
         try:
-            return _run_jobs(args, jobs, manifest_path, stop)
+            return _run_jobs(args, jobs, manifest_path, stop, classic)
         except Interrupted as exc:  # a signal while the model loads, or a second one
             print(f"{PROG}: interrupted by {exc.name}", file=sys.stderr)
             return exc.exit_code
 
 
-def _run_jobs(args: argparse.Namespace, jobs: list[Job], manifest_path: Path | None, stop: StopSignals) -> int:
+def _run_jobs(
+    args: argparse.Namespace, jobs: list[Job], manifest_path: Path | None, stop: StopSignals,
+    classic: ClassicRun | None = None,
+) -> int:
     pending = [j for j in jobs if j.status == "pending"]
     model = None
-    if pending:
+    if pending and classic is None:
         model = load_model(args.model, threads=args.threads, device=args.device, cpu_fallback=args.cpu_fallback,
                            overlap=args.tile_overlap)
     stop.check()
@@ -599,8 +763,11 @@ def _run_jobs(args: argparse.Namespace, jobs: list[Job], manifest_path: Path | N
 
         try:
             stop.check()
-            assert model is not None
-            restore_file(model, job, args.quality, args.max_pixels, progress=tile_progress)
+            if classic is not None:
+                restore_file_classic(classic, job, args.quality, args.max_pixels, progress=tile_progress)
+            else:
+                assert model is not None
+                restore_file(model, job, args.quality, args.max_pixels, progress=tile_progress)
             job.status = "ok"
         except Interrupted as exc:
             interrupted = exc
@@ -619,8 +786,13 @@ def _run_jobs(args: argparse.Namespace, jobs: list[Job], manifest_path: Path | N
         if job.status == "error":
             bar.close()  # keep the message on its own line
             print(f"{PROG}: error: {job.error}", file=sys.stderr)
-        elif show and not bar.enabled:
-            print(job.output)
+        else:
+            if show and job.noise_sigma is not None:
+                bar.close()
+                print(f"{PROG}: {job.input}: estimated noise sigma {job.noise_sigma:.2f} (0-255 scale; "
+                      "set it with --noise-sigma)", file=sys.stderr)
+            if show and not bar.enabled:
+                print(job.output)
         bar.update(index + 1, job.input.name)
     stop.finishing = True  # a signal from here on (e.g. during the last write) is only recorded: all is done
     bar.close()
@@ -635,12 +807,13 @@ def _run_jobs(args: argparse.Namespace, jobs: list[Job], manifest_path: Path | N
         for job in failed:
             print(f"  failed: {job.error}", file=sys.stderr)
 
-    bench = _benchmark(model, ok, wall) if args.benchmark and model is not None else None
-    if bench is not None:
+    bench = None
+    if args.benchmark and (model is not None or classic is not None):
+        bench = _benchmark(ok, wall, model, classic)
         _print_benchmark(bench)
     manifest_ok = True
     if manifest_path is not None:
-        manifest_ok = _write_manifest(manifest_path, args.model, model, jobs, wall, bench, interrupted)
+        manifest_ok = _write_manifest(manifest_path, args.model, model, jobs, wall, bench, interrupted, classic)
 
     if interrupted is not None:
         left = sum(j.status in ("pending", "interrupted") for j in jobs)
@@ -655,10 +828,24 @@ def _run_jobs(args: argparse.Namespace, jobs: list[Job], manifest_path: Path | N
     return errors.EXIT_PARTIAL
 
 
-def _benchmark(model: RestorationModel, ok: list[Job], wall: float) -> dict:
-    stats = model.stats
+def _benchmark(ok: list[Job], wall: float, model: RestorationModel | None, classic: ClassicRun | None = None) -> dict:
+    """Throughput and peak memory of the run; tile latency too when a model ran.
+
+    A classic method has no tiles, so it reports only what compares across both paths:
+    megapixels/s end to end (read + restore + write) and peak memory.
+    """
     megapixels = sum(j.megapixels for j in ok)
     busy = sum(j.seconds for j in ok)
+    common = {
+        "megapixels": round(megapixels, 4),
+        "megapixels_per_second": round(megapixels / busy, 4) if busy > 0 else None,
+        "wall_seconds": round(wall, 4),
+        "peak_memory_mib": None if (m := peak_memory_mib()) is None else round(m, 1),
+    }
+    if model is None:
+        assert classic is not None
+        return {"backend": classic.label, **common}
+    stats = model.stats
     return {
         "backend": model.backend.kind,
         "threads": getattr(model.backend, "threads", None),
@@ -667,19 +854,20 @@ def _benchmark(model: RestorationModel, ok: list[Job], wall: float) -> dict:
         "tiles": stats.tiles,
         "ms_per_tile": round(stats.seconds_per_tile * 1000, 3),
         "inference_seconds": round(stats.inference_seconds, 4),
-        "megapixels": round(megapixels, 4),
-        "megapixels_per_second": round(megapixels / busy, 4) if busy > 0 else None,
-        "wall_seconds": round(wall, 4),
-        "peak_memory_mib": None if (m := peak_memory_mib()) is None else round(m, 1),
+        **common,
     }
 
 
 def _print_benchmark(b: dict) -> None:
     mps = "n/a" if b["megapixels_per_second"] is None else f"{b['megapixels_per_second']:.3f}"
     mem = "n/a" if b["peak_memory_mib"] is None else f"{b['peak_memory_mib']:.1f} MiB"
+    if "tiles" in b:
+        head = (f"benchmark: {b['backend']} threads={b['threads']} tile={b['tile_size']} overlap={b['overlap']}\n"
+                f"  latency: {b['ms_per_tile']:.2f} ms/tile over {b['tiles']} tiles ({b['inference_seconds']:.3f} s in the model)")
+    else:
+        head = f"benchmark: {b['backend']} (whole image at once, no tiles)"
     print(
-        f"benchmark: {b['backend']} threads={b['threads']} tile={b['tile_size']} overlap={b['overlap']}\n"
-        f"  latency: {b['ms_per_tile']:.2f} ms/tile over {b['tiles']} tiles ({b['inference_seconds']:.3f} s in the model)\n"
+        f"{head}\n"
         f"  throughput: {mps} megapixels/s end to end ({b['megapixels']:.3f} MP in {b['wall_seconds']:.2f} s)\n"
         f"  peak memory: {mem} (max RSS)",
         file=sys.stderr,
@@ -687,12 +875,17 @@ def _print_benchmark(b: dict) -> None:
 
 
 def _write_manifest(
-    path: Path, model_arg: str, model: RestorationModel | None, jobs: list[Job], wall: float, bench: dict | None,
-    interrupted: Interrupted | None = None,
+    path: Path, model_arg: str | None, model: RestorationModel | None, jobs: list[Job], wall: float, bench: dict | None,
+    interrupted: Interrupted | None = None, classic: ClassicRun | None = None,
 ) -> bool:
+    if classic is not None:
+        model_field = classic.label
+    else:
+        model_field = str(model.path) if model is not None else str(model_arg)
     manifest = {
-        "model": str(model.path) if model is not None else str(model_arg),
+        "model": model_field,
         "contract": asdict(model.contract) if model is not None else None,
+        "classic": classic.manifest() if classic is not None else None,
         "files": [j.manifest() for j in jobs],
         "summary": {
             "total": len(jobs),
