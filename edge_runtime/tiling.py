@@ -1,17 +1,22 @@
 """Run an image of any size through a fixed-tile model, seamlessly and with bounded memory.
 
-Layout. Along each axis of length n, tiles of side T start at -b, -b + S, -b + 2S, ... with step
-S = T - O (O = overlap) until the image plus a border b = O // 2 is covered. Pixels outside the
-image are read by *reflection* (`reflect_indices`, the same values np.pad(mode="reflect") gives,
-repeated for pads longer than the image, and 'edge' for a 1-pixel axis), so edge pixels see
-natural-looking context, and images smaller than a tile (1x1, 7x5, ...) just work.
+Layout. Along each axis of length n, tiles of side T start at 0, S, 2S, ... with step S = T - O
+(O = overlap), and the last tile is moved back to end exactly at the image's end. So for an image
+at least a tile large, every tile lies inside the image and the model meets the image border with
+its own zero padding, just as in whole-image inference and in training on crops. (Reflecting a
+border into the tiles instead changes what the model sees at the edges: on Set14's pepper, whose
+edges are dark lines, it cost 0.6 dB.) An axis shorter than a tile gets one tile whose remainder
+is read by *reflection* (`reflect_indices`, the values np.pad(mode="reflect") gives, repeated for
+pads longer than the image, and 'edge' for a 1-pixel axis), so images smaller than a tile
+(1x1, 7x5, ...) just work.
 
 Blending. Each tile's output is weighted by a separable window: 1 in its interior and on sides that
 touch the image border; over an overlap with a neighbour it is 0 on the outer g = O // 4 pixels
 (where the model's own zero padding corrupts its output) and then a raised-cosine ramp (sin^2)
-up to 1. The ramps of two neighbours add up to exactly 1, and the result is still divided by the
+up to 1. The ramps of two neighbours add up to exactly 1 (a last tile moved back starts its ramp
+where its neighbour's falls, with weight 0 before it), and the result is still divided by the
 accumulated weights, so there are no seams. As long as the model's receptive-field radius is at
-most g (and at most b at the image border), tiled output equals whole-image inference.
+most g, tiled output equals whole-image inference for images at least a tile large.
 
 Memory. Tile rows are processed top to bottom; only a band of T rows of float accumulators
 (T x W x C) is kept, and rows no later tile can touch are converted and written out at once. The
@@ -20,9 +25,8 @@ input and output tiles, the band and the windows are allocated once and reused f
 
 In place. `run(image, fn, out=image)` overwrites the image with its restoration, so a caller that
 no longer needs the input holds one image instead of two. Finished rows are written while later
-tile rows still have to be read, and a later tile row can read, by reflection at the bottom edge
-(or, for images not much taller than a tile, across the whole image), rows an earlier one has
-already written. `Tiler.in_place_hazards()` lists exactly those rows; `run()` keeps a copy of
+tile rows still have to be read; a later tile row could read rows an earlier one has already
+written (with this layout it does not, but the check is kept general). `Tiler.in_place_hazards()` lists exactly those rows; `run()` keeps a copy of
 their input before overwriting them and reads the copy, so the in-place result is bit-identical
 to the out-of-place one. For large images these are at most a tile's height of rows.
 """
@@ -55,12 +59,13 @@ def reflect_indices(start: int, stop: int, n: int) -> np.ndarray:
 
 
 def tile_starts(n: int, tile: int, overlap: int) -> list[int]:
-    """Start positions (may be negative) of the tiles covering an axis of length n plus its border."""
-    border = overlap // 2
+    """Start positions of the tiles along an axis of length n: 0, S, 2S, ... (S = T - O), the last
+    one moved back to end exactly at the image's end. An axis shorter than a tile gets one tile at 0."""
+    if n <= tile:
+        return [0]
     step = tile - overlap
-    span = n + 2 * border
-    count = 1 if span <= tile else math.ceil((span - tile) / step) + 1
-    return [-border + i * step for i in range(count)]
+    count = math.ceil((n - tile) / step) + 1
+    return [i * step for i in range(count - 1)] + [n - tile]
 
 
 def blend_ramp(overlap: int) -> np.ndarray:
@@ -78,16 +83,29 @@ def blend_ramp(overlap: int) -> np.ndarray:
     return ramp.astype(np.float32)
 
 
-def axis_window(tile: int, overlap: int, first: bool, last: bool) -> np.ndarray:
-    """1-D window of one tile: ramps only on sides that overlap a neighbouring tile."""
+def axis_window(tile: int, overlap: int, first: bool, last: bool, lead: int = 0) -> np.ndarray:
+    """1-D window of one tile: ramps only on sides that overlap a neighbouring tile.
+
+    `lead` > 0 (a last tile moved back to end at the image's end, so it overlaps its neighbour by
+    overlap + lead) puts its rising ramp `lead` pixels in, where the neighbour's ramp falls, with
+    weight 0 before it: the neighbour's output is used there, and the weights still sum to 1.
+    """
     w = np.ones(tile, np.float32)
     if overlap:
         ramp = blend_ramp(overlap)
         if not first:
-            w[:overlap] = ramp
+            w[:lead] = 0.0
+            w[lead : lead + overlap] = ramp
         if not last:
             w[tile - overlap :] = ramp[::-1]
     return w
+
+
+def axis_windows(starts: list[int], tile: int, overlap: int) -> list[np.ndarray]:
+    """The window of every tile along one axis (see `axis_window`), for `tile_starts`' layout."""
+    last = len(starts) - 1
+    return [axis_window(tile, overlap, i == 0, i == last, 0 if i == 0 else starts[i - 1] + tile - overlap - s)
+            for i, s in enumerate(starts)]
 
 
 def _max_value(dtype: np.dtype) -> float:
@@ -131,8 +149,8 @@ class Tiler:
         self.row_index = [reflect_indices(y, y + tile, height) for y in self.ys]
         self.row_spans = [self._finished_rows(r) for r in range(len(self.ys))]
         self._hazards: list[tuple[np.ndarray, np.ndarray]] | None = None
-        self.wy = [axis_window(tile, overlap, i == 0, i == len(self.ys) - 1) for i in range(len(self.ys))]
-        self.wx = [axis_window(tile, overlap, i == 0, i == len(self.xs) - 1) for i in range(len(self.xs))]
+        self.wy = axis_windows(self.ys, tile, overlap)
+        self.wx = axis_windows(self.xs, tile, overlap)
         t, w, c = tile, width, image_channels
         self._acc = np.zeros((t, w, c), np.float32)
         self._wacc = np.zeros((t, w), np.float32)
@@ -150,10 +168,10 @@ class Tiler:
 
     def _finished_rows(self, r: int) -> tuple[int, int]:
         """Image rows [lo, hi) that are final, and written out, once tile row r is done (may be empty)."""
-        y0, step = self.ys[r], self.tile - self.overlap
-        # The last tile row finishes all of its rows; the others the first `step` (the rest is
-        # still blended with the next tile row).
-        finished = self.tile if r == len(self.ys) - 1 else step
+        y0 = self.ys[r]
+        # The last tile row finishes all of its rows; the others the rows above the next tile
+        # row's start (the rest is still blended with it).
+        finished = self.tile if r == len(self.ys) - 1 else self.ys[r + 1] - y0
         lo, hi = max(0, y0), min(self.height, y0 + finished)
         return lo, max(lo, hi)
 
@@ -230,7 +248,7 @@ class Tiler:
             def sink(row: int, rows: np.ndarray) -> None:
                 target[row : row + rows.shape[0]] = rows
 
-        t, step = self.tile, self.tile - self.overlap
+        t = self.tile
         if self._band_in is None or self._band_in.dtype != image.dtype:
             self._band_in = np.empty((t, self.width, self.image_channels), image.dtype)
             self._raw = np.empty((t, t, self.image_channels), image.dtype)
@@ -269,10 +287,11 @@ class Tiler:
                     saver.save(lo, hi)
                 sink(lo, _to_dtype(rows, np.dtype(out_dtype), out_max))
             if not last:
-                keep = t - step
-                acc[:keep] = acc[step:]
+                shift = self.ys[r + 1] - y0
+                keep = t - shift
+                acc[:keep] = acc[shift:]
                 acc[keep:] = 0.0
-                wacc[:keep] = wacc[step:]
+                wacc[:keep] = wacc[shift:]
                 wacc[keep:] = 0.0
         return out
 

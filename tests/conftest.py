@@ -50,16 +50,23 @@ def conv_weights(model_dir: Path) -> tuple[np.ndarray, np.ndarray]:
         return data["kernel"], data["bias"]
 
 
-def reference_restore(image: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """What every fixture model computes on a whole image: x + conv3x3(x), reflect-padded, clipped.
+def reference_restore(image: np.ndarray, kernel: np.ndarray, bias: np.ndarray, tile: int = 32) -> np.ndarray:
+    """What every fixture model (x + conv3x3(x), clipped), run through the tiler with `tile`,
+    computes on a whole image.
 
-    image: (H, W, 3) float in [0, 1]. A side of length 1 is edge-padded (as the tiler does).
+    image: (H, W, 3) float in [0, 1]. Along an axis at least a tile long the model meets the image
+    border with its own zero padding (the tiles lie inside the image); along a shorter axis the
+    tile's remainder past the image's far end is reflected ('edge' for a 1-pixel axis).
     """
     pad = image.astype(np.float64)
     for axis in (0, 1):
-        widths = [(0, 0)] * 3
-        widths[axis] = (1, 1)
-        pad = np.pad(pad, widths, mode="reflect" if image.shape[axis] > 1 else "edge")
+        n = image.shape[axis]
+        before = [(0, 0)] * 3
+        before[axis] = (1, 0)
+        after = [(0, 0)] * 3
+        after[axis] = (0, 1)
+        pad = np.pad(pad, before, mode="constant")
+        pad = np.pad(pad, after, mode="constant" if n >= tile else "reflect" if n > 1 else "edge")
     h, w = image.shape[:2]
     out = np.zeros((h, w, kernel.shape[3]), np.float64) + bias
     for dy in range(3):
