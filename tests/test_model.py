@@ -76,3 +76,22 @@ def test_fake_quant_output_is_on_the_8bit_pixel_grid_and_weights_on_int8_grids()
     fq = torch.fake_quantize_per_channel_affine(w, weight_scale(w), torch.zeros(w.shape[0], dtype=torch.int32), 0, -128, 127)
     levels = (fq / scale).round()
     assert levels.abs().max() <= 127 and np.allclose((fq / scale).numpy(), levels.numpy(), atol=1e-3)
+
+
+def test_percentile_observer_ignores_rare_outliers():
+    import torch
+    from train.quant import ActQuant, set_observer_percentile
+
+    x = torch.linspace(-1.0, 1.0, 100_001)
+    x[0], x[-1] = -50.0, 50.0  # two outliers among 100k values
+    full, central = ActQuant(), ActQuant()
+    set_observer_percentile(central, 0.9999)
+    for q in (full, central):
+        q.mode = "observe"
+        q(x)
+        q.freeze()
+    assert float(full.lo) == -50.0 and float(full.hi) == 50.0
+    assert -1.0 <= float(central.lo) < -0.99 and 0.99 < float(central.hi) <= 1.0
+    assert float(central.scale) < float(full.scale) / 40
+    with pytest.raises(ValueError, match="percentile"):
+        set_observer_percentile(central, 0.3)

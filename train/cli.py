@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "for ReLU; a fresh schedule, unlike --init-from which keeps the checkpoint's architecture")
     p.add_argument("--qat", action="store_true", help="quantization-aware fine-tuning (needs --init-from)")
     p.add_argument("--calib-batches", type=int, default=d.calib_batches, help="batches observed before ranges freeze")
+    p.add_argument("--calib-percentile", type=float, default=d.calib_percentile, metavar="P",
+                   help="QAT: each activation's int8 range covers the central P%% of its values on the calibration "
+                        "batches (default %(default)s: min to max); 99.99 gives a finer step and helps at low noise")
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default=d.device,
                    help="where to train: cpu, cuda (each torchrun process on its LOCAL_RANK GPU) or auto "
                         "(cuda when available) (default %(default)s)")
@@ -99,7 +102,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                        threads=args.threads, log_every=args.log_every, val_every=args.val_every,
                        ckpt_every=args.ckpt_every, resume=not args.no_resume, init_from=args.init_from,
                        warm_start=args.warm_start, qat=args.qat,
-                       calib_batches=args.calib_batches, device=args.device, amp=args.amp,
+                       calib_batches=args.calib_batches,
+                       calib_percentile=args.calib_percentile, device=args.device, amp=args.amp,
                        grad_checkpoint=args.grad_checkpoint, tile_size=args.tile_size, patch=patch,
                        degradation=degradation)
 

@@ -38,6 +38,11 @@ def affine_from_range(lo: float, hi: float) -> tuple[float, int]:
     return scale, max(QMIN, min(QMAX, zero_point))
 
 
+#: Values per tensor that a percentile observer looks at (an even stride through the tensor, so
+#: every process of a data-parallel run picks the same ones).
+PERCENTILE_SAMPLE = 1 << 18
+
+
 class ActQuant(nn.Module):
     """Observer + per-tensor int8 fake quantization for one activation tensor.
 
@@ -49,6 +54,9 @@ class ActQuant(nn.Module):
         super().__init__()
         self.mode = "off"
         self.momentum = momentum
+        # Share of values kept inside the range when observing; 1.0 is the batch min/max. A
+        # slightly lower value (0.9999) trades rare clipped outliers for a finer int8 step.
+        self.percentile = 1.0
         self.is_fixed = fixed is not None
         scale, zp = fixed if fixed is not None else (1.0, 0)
         self.register_buffer("scale", torch.tensor(float(scale)))
@@ -57,13 +65,22 @@ class ActQuant(nn.Module):
         self.register_buffer("hi", torch.tensor(float("-inf")))
 
     def observe(self, x: torch.Tensor) -> None:
-        lo, hi = x.detach().amin(), x.detach().amax()
+        lo, hi = self._batch_range(x.detach())
         if not torch.isfinite(self.lo):
             self.lo.copy_(lo)
             self.hi.copy_(hi)
         else:
             self.lo.lerp_(lo, self.momentum)
             self.hi.lerp_(hi, self.momentum)
+
+    def _batch_range(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.percentile >= 1.0:
+            return x.amin(), x.amax()
+        flat = x.flatten().float()
+        flat = flat[:: max(1, -(-flat.numel() // PERCENTILE_SAMPLE))]
+        q = torch.tensor([1.0 - self.percentile, self.percentile], device=flat.device)
+        lo, hi = torch.quantile(flat, q)
+        return lo, hi
 
     def freeze(self) -> None:
         """Turn the observed range into the frozen scale and zero point."""
@@ -128,6 +145,16 @@ def set_quant_mode(model: nn.Module, mode: str) -> None:
     for m in model.modules():
         if isinstance(m, (ActQuant, QConv2d)):
             m.mode = mode
+
+
+def set_observer_percentile(model: nn.Module, percentile: float) -> None:
+    """Make every activation observer of `model` record the given central share of values
+    (a fraction in (0.5, 1]; 1.0 records min/max)."""
+    if not 0.5 < percentile <= 1.0:
+        raise ValueError(f"observer percentile must be a fraction in (0.5, 1], got {percentile}")
+    for m in model.modules():
+        if isinstance(m, ActQuant):
+            m.percentile = percentile
 
 
 def freeze_ranges(model: nn.Module) -> None:

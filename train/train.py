@@ -32,7 +32,7 @@ from .data import PatchConfig, PatchSampler, is_held_out, list_images, load_imag
 from .degradations import DegradationConfig
 from .losses import restoration_loss
 from .model import PRESETS, Restorer, RestorerConfig, preset
-from .quant import freeze_ranges, set_quant_mode
+from .quant import freeze_ranges, set_observer_percentile, set_quant_mode
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ class TrainConfig:
     warm_start: str = ""  # checkpoint whose weights initialise the `preset` architecture (same shapes)
     qat: bool = False
     calib_batches: int = 32
+    calib_percentile: float = 100.0  # QAT: % of each activation's values its int8 range covers (100: min/max)
     device: str = "cpu"  # cpu | cuda | auto
     amp: bool = False  # mixed precision: bfloat16 autocast on CPU, float16 autocast + GradScaler on CUDA
     grad_checkpoint: bool = False  # recompute encoder/decoder stages in backward (less memory)
@@ -149,7 +150,7 @@ def checkpoint_contract(cfg: TrainConfig, model_cfg: RestorerConfig, preset_labe
     """
     recipe = {"steps": cfg.steps, "lr": cfg.lr, "schedule": cfg.schedule, "ema": cfg.ema, "preset": preset_label,
               "data": list(cfg.data), "degradation": json.loads(json.dumps(asdict(cfg.degradation))),
-              "batch": cfg.patch.batch, "patch": cfg.patch.patch, "world_size": world_size, "step": step}
+              "batch": cfg.patch.batch, "calib_percentile": cfg.calib_percentile, "patch": cfg.patch.patch, "world_size": world_size, "step": step}
     return ModelContract(task=cfg.degradation.task, channels=model_cfg.channels, size_multiple=model_cfg.size_multiple,
                          tile_size=cfg.tile_size, layout=TORCH_LAYOUT, quantization="int8-qat" if cfg.qat else "float",
                          preset=preset_label, recipe=recipe)
@@ -213,12 +214,14 @@ def evaluate(model: Restorer, pairs: list[tuple[str, np.ndarray, np.ndarray]]) -
     return float(np.mean(scores))
 
 
-def calibrate(model: Restorer, sampler: PatchSampler, batches: int) -> None:
+def calibrate(model: Restorer, sampler: PatchSampler, batches: int, percentile: float = 100.0) -> None:
     """Observe activation ranges on training batches, freeze them, switch fake-quant on.
 
+    `percentile` (in %) < 100 records each batch's central share of values instead of min/max.
     Every rank observes the same batches, so every rank freezes the same ranges.
     """
     device = next(model.parameters()).device
+    set_observer_percentile(model, percentile / 100.0)
     set_quant_mode(model, "observe")
     with torch.no_grad():
         for i in range(batches):
@@ -328,7 +331,7 @@ def _train(cfg: TrainConfig, ddp: Distributed, device: torch.device) -> Path:
             val = {"dead-leaves": [(f"dl{i}", degrade(c, cfg.degradation, rng), c) for i, c in enumerate(clean)]}
 
     if cfg.qat:
-        calibrate(model, sampler, cfg.calib_batches)
+        calibrate(model, sampler, cfg.calib_batches, cfg.calib_percentile)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp and device.type == "cuda")
     amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
