@@ -12,7 +12,7 @@ PY=${PY:-.venv/bin/python}
 $PY -m train --task denoise --data "$DATA" --val "$VAL" --preset small --steps 9000 --batch 16 --patch 64 \
     --lr 2e-3 --threads 1 --out "$RUNS/denoise"
 $PY -m train --task denoise --qat --init-from "$RUNS/denoise/best.pt" --data "$DATA" --val "$VAL" --steps 1000 \
-    --batch 16 --patch 64 --lr 1e-4 --warmup 50 --val-every 250 --threads 1 --out "$RUNS/denoise-qat"
+    --batch 16 --patch 64 --lr 1e-4 --warmup 50 --val-every 250 --threads 1 --calib-percentile 99.99 --out "$RUNS/denoise-qat"
 $PY -m export "$RUNS/denoise-qat/best.pt" --out "$OUT" --name denoise --tile 256 --overlap 16 --ptq --ptq-data "$DATA"
 $PY -m export.verify "$OUT/denoise_qat.pt" "$OUT" --name denoise --images "$VAL" --count 8
 for set in "$VAL" "$DATA --held-out"; do
