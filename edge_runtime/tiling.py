@@ -25,10 +25,10 @@ input and output tiles, the band and the windows are allocated once and reused f
 
 In place. `run(image, fn, out=image)` overwrites the image with its restoration, so a caller that
 no longer needs the input holds one image instead of two. Finished rows are written while later
-tile rows still have to be read; a later tile row could read rows an earlier one has already
-written (with this layout it does not, but the check is kept general). `Tiler.in_place_hazards()` lists exactly those rows; `run()` keeps a copy of
-their input before overwriting them and reads the copy, so the in-place result is bit-identical
-to the out-of-place one. For large images these are at most a tile's height of rows.
+tile rows still have to be read. With this layout no tile row reads a row an earlier one has
+written (each starts below the rows the earlier ones finish; a single tile row reads everything
+before it writes), so the in-place result is bit-identical to the out-of-place one;
+`Tiler.in_place_safe` replays the order to check it.
 """
 
 from __future__ import annotations
@@ -148,7 +148,6 @@ class Tiler:
         self.col_index = [reflect_indices(x, x + tile, width) for x in self.xs]
         self.row_index = [reflect_indices(y, y + tile, height) for y in self.ys]
         self.row_spans = [self._finished_rows(r) for r in range(len(self.ys))]
-        self._hazards: list[tuple[np.ndarray, np.ndarray]] | None = None
         self.wy = axis_windows(self.ys, tile, overlap)
         self.wx = axis_windows(self.xs, tile, overlap)
         t, w, c = tile, width, image_channels
@@ -175,28 +174,17 @@ class Tiler:
         lo, hi = max(0, y0), min(self.height, y0 + finished)
         return lo, max(lo, hi)
 
-    def in_place_hazards(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """For each tile row: (positions in its band, image rows) it reads after they were written.
-
-        Computed by replaying the order of `run()`: tile row r gathers the rows `row_index[r]`
-        before it writes `row_spans[r]`. A row listed here must be read from a copy taken before
-        it was overwritten when the output is the image itself. Empty for every tile row means
-        `run(image, fn, out=image)` needs no copy at all.
-        """
-        if self._hazards is None:  # fixed per tiling: computed once, reused for every frame
-            written = np.zeros(self.height, bool)
-            hazards = []
-            for rows, (lo, hi) in zip(self.row_index, self.row_spans):
-                positions = np.flatnonzero(written[rows])
-                hazards.append((positions, rows[positions]))
-                written[lo:hi] = True
-            self._hazards = hazards
-        return self._hazards
-
     @property
     def in_place_safe(self) -> bool:
-        """Whether no tile row reads a row an earlier one wrote (in place needs no saved rows)."""
-        return all(pos.size == 0 for pos, _ in self.in_place_hazards())
+        """Whether no tile row reads a row an earlier one already wrote, replaying `run()`'s order:
+        tile row r gathers the rows `row_index[r]` before it writes `row_spans[r]`. The layout makes
+        this true for every size (later tile rows start below the rows earlier ones finish)."""
+        written = np.zeros(self.height, bool)
+        for rows, (lo, hi) in zip(self.row_index, self.row_spans):
+            if written[rows].any():
+                return False
+            written[lo:hi] = True
+        return True
 
     def _run_tile(self, run: RunTile) -> np.ndarray:
         """Run self._tile_f (T, T, Ci) through the model; result in self._res (T, T, Ci)."""
@@ -233,14 +221,14 @@ class Tiler:
         in_scale = 1.0 / _max_value(image.dtype)
         out_dtype = image.dtype if out is None else out.dtype
         out_max = _max_value(np.dtype(out_dtype))
-        saver: _RowSaver | None = None
         if sink is None:
             if out is None:
                 out = np.empty(image.shape, image.dtype)
             elif out.shape != image.shape:
                 raise ValueError(f"out shape {out.shape} != image shape {image.shape}")
             if _same_buffer(out, image):
-                saver = _RowSaver(image, self.in_place_hazards())
+                if not self.in_place_safe:  # the layout rules this out; never overwrite unread input
+                    raise RuntimeError(f"tiling of {self.height} rows would read rows it already wrote")
             elif np.may_share_memory(out, image) and np.shares_memory(out, image):
                 raise ValueError("out overlaps image without being the same array (pass out=image to restore in place)")
             target = out
@@ -259,8 +247,6 @@ class Tiler:
         done, total = 0, self.tiles
         for r, y0 in enumerate(self.ys):
             np.take(image, self.row_index[r], axis=0, out=band_in)
-            if saver is not None:
-                saver.restore_band(r, band_in)
             wy = self.wy[r]
             for c, x0 in enumerate(self.xs):
                 np.take(band_in, self.col_index[c], axis=1, out=raw)
@@ -283,8 +269,6 @@ class Tiler:
             if hi > lo:
                 a, b = lo - y0, hi - y0
                 rows = acc[a:b] / np.maximum(wacc[a:b], 1e-12)[..., None]
-                if saver is not None:
-                    saver.save(lo, hi)
                 sink(lo, _to_dtype(rows, np.dtype(out_dtype), out_max))
             if not last:
                 shift = self.ys[r + 1] - y0
@@ -304,34 +288,6 @@ def _same_buffer(a: np.ndarray, b: np.ndarray) -> bool:
         and a.strides == b.strides
         and a.dtype == b.dtype
     )
-
-
-class _RowSaver:
-    """The input rows an in-place run overwrites before a later tile row reads them.
-
-    `save(lo, hi)` copies the hazardous rows among [lo, hi) just before they are overwritten;
-    `restore_band(r, band)` puts the copies into tile row r's freshly gathered input band.
-    """
-
-    def __init__(self, image: np.ndarray, hazards: list[tuple[np.ndarray, np.ndarray]]) -> None:
-        self.image = image
-        self.hazards = hazards
-        self.rows = np.unique(np.concatenate([rows for _, rows in hazards])) if hazards else np.zeros(0, np.intp)
-        self.saved = np.empty((self.rows.size, *image.shape[1:]), image.dtype)
-        # Where each tile row's hazard rows sit in self.saved: looked up once per run, not per tile.
-        self.slots = [np.searchsorted(self.rows, rows) for _, rows in hazards]
-
-    def save(self, lo: int, hi: int) -> None:
-        """Copy the saved rows in [lo, hi) from the image; call before those rows are overwritten."""
-        first, last = np.searchsorted(self.rows, [lo, hi])
-        if last > first:
-            self.saved[first:last] = self.image[self.rows[first:last]]
-
-    def restore_band(self, r: int, band: np.ndarray) -> None:
-        """Replace the already-overwritten rows of tile row r's input band by their saved input."""
-        positions = self.hazards[r][0]
-        if positions.size:
-            band[positions] = self.saved[self.slots[r]]
 
 
 def _to_dtype(rows: np.ndarray, dtype: np.dtype, max_value: float) -> np.ndarray:
