@@ -4,8 +4,12 @@ Examples:
   python -m train --summary
   python -m train --task denoise --data ../shared/datasets/CBSD432 --val ../shared/datasets/Set14 \\
       --preset small --steps 20000 --out runs/denoise
-  python -m train --qat --init-from runs/denoise/best.pt --steps 2000 --lr 1e-4 --out runs/denoise-qat \\
-      --data ../shared/datasets/CBSD432
+  python -m train --qat --init-from runs/denoise/best.pt --steps 1000 --lr 1e-4 --calib-percentile 99.99 \\
+      --out runs/denoise-qat --data ../shared/datasets/CBSD432
+  python -m train --preset minimalistic --warm-start runs/denoise/best.pt --steps 3000 --lr 5e-4 \\
+      --out runs/minimal --data ../shared/datasets/CBSD432
+  python -m train --task deblur --init-from runs/denoise/best.pt --patch 96 --freq-loss 0.05 --steps 2000 \\
+      --lr 1e-3 --out runs/deblur --data ../shared/datasets/CBSD432
   OMP_NUM_THREADS=1 torchrun --nproc_per_node=2 -m train --preset tiny --steps 2000 --out runs/ddp
 
 Data-parallel: under torchrun (WORLD_SIZE > 1) every process trains a DistributedDataParallel copy
