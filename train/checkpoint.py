@@ -51,13 +51,18 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
+def checkpoint_weights(ckpt: dict[str, Any], use_ema: bool = True) -> dict[str, Any]:
+    """The state dict a checkpoint deploys: its EMA weights when it has them (and use_ema), else the raw ones."""
+    return ckpt["ema"] if use_ema and ckpt.get("ema") is not None else ckpt["model"]
+
+
 def strip_checkpoint(src: str | Path, dst: str | Path) -> Path:
     """Write the inference part of a checkpoint (EMA weights, model arguments, recipe) to `dst`.
 
     What ships beside an exported model so its parity ladder can be rerun: no optimizer state.
     """
     ckpt = load_checkpoint(src)
-    weights = ckpt["ema"] if ckpt.get("ema") is not None else ckpt["model"]
+    weights = checkpoint_weights(ckpt)
     keep = {k: ckpt[k] for k in ("model_config", "qat", "train_config", "contract", "step", "best") if k in ckpt}
     save_checkpoint(dst, {**keep, "model": weights, "ema": None})
     return Path(dst)
@@ -83,7 +88,7 @@ def warm_start_weights(model: Restorer, path: str | Path) -> int:
     buffers of either side are left alone. Returns the number of tensors copied.
     """
     ckpt = load_checkpoint(path)
-    state = ckpt["ema"] if ckpt.get("ema") is not None else ckpt["model"]
+    state = checkpoint_weights(ckpt)
     own = dict(model.named_parameters())
     bad = [k for k, v in own.items() if k not in state or tuple(state[k].shape) != tuple(v.shape)]
     if bad:
@@ -102,7 +107,7 @@ def load_restorer(path: str | Path, use_ema: bool = True) -> tuple[Restorer, dic
     """
     ckpt = load_checkpoint(path)
     model = Restorer(RestorerConfig.from_dict(ckpt["model_config"]))
-    state = ckpt["ema"] if use_ema and ckpt.get("ema") is not None else ckpt["model"]
+    state = checkpoint_weights(ckpt, use_ema)
     load_weights(model, state)
     set_quant_mode(model, "quant" if ckpt.get("qat") else "off")
     return model.eval(), ckpt
