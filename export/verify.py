@@ -8,6 +8,13 @@ Each stage is compared with the one before it on identical degraded tiles:
   ONNX QDQ         -> TFLite INT8     share within 1 int8 step
 
 and PSNR against the clean tiles for every stage, so the INT8 model's cost in dB is visible.
+
+An agreement table puts the int8 rungs next to the noise floor of int8 inference itself: the same
+.tflite run by TFLite's reference kernels instead of XNNPACK. Two correct int8 implementations
+round a handful of values differently (ties, double rounding in fixed-point requantization), and in
+a deep network each 1-step difference spreads to its neighbours layer after layer; so the share of
+values within one step between ONNX QDQ and TFLite is bounded by what TFLite's own two kernel sets
+reach with each other, and the table shows both.
 Runtimes are the board runtime's backends (edge_runtime.backends), so what is verified is what
 ships. Exit code 0 when every rung passes its threshold, 1 otherwise.
 
@@ -93,6 +100,46 @@ def run_onnx_unfused(path: Path, tiles: np.ndarray) -> np.ndarray:
     return np.clip(np.concatenate(outs).transpose(0, 2, 3, 1), 0.0, 1.0)
 
 
+def run_tflite_reference_kernels(path: Path, tiles: np.ndarray) -> np.ndarray:
+    """The .tflite on TFLite's reference kernels (no XNNPACK): a second, independent int8 implementation."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interp = Interpreter(model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    interp.allocate_tensors()
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    (s_in, z_in), (s_out, z_out) = inp["quantization"], out["quantization"]
+    info = np.iinfo(inp["dtype"])
+    outs = []
+    for t in tiles:
+        interp.set_tensor(inp["index"], np.clip(np.round(t[None] / s_in + z_in), info.min, info.max).astype(inp["dtype"]))
+        interp.invoke()
+        outs.append((interp.get_tensor(out["index"]).astype(np.float32) - z_out) * s_out)
+    return np.clip(np.concatenate(outs), 0.0, 1.0)
+
+
+@dataclass
+class Agreement:
+    """How closely two int8 outputs agree, in output steps (1/255)."""
+
+    reference: str
+    candidate: str
+    exact: float
+    within_1: float
+    within_2: float
+    max_steps: int
+    psnr_between: float
+
+
+def agreement(outputs: dict[str, np.ndarray], reference: str, candidate: str) -> Agreement:
+    steps = np.rint(np.abs(outputs[reference] - outputs[candidate]) / STEP).astype(np.int64)
+    return Agreement(reference, candidate, float(np.mean(steps == 0)), float(np.mean(steps <= 1)),
+                     float(np.mean(steps <= 2)), int(steps.max()), psnr(outputs[reference], outputs[candidate]))
+
+
+AGREEMENT_PAIRS = (("torch fake-quant", "ONNX QDQ"), ("ONNX QDQ", "TFLite INT8"),
+                   ("ONNX QDQ (ORT int8 kernels)", "TFLite INT8"), ("TFLite INT8 (reference kernels)", "TFLite INT8"))
+
+
 def _max_error(ref: np.ndarray, out: np.ndarray) -> float:
     return float(np.abs(ref - out).max())
 
@@ -102,8 +149,10 @@ def _within_one_step(ref: np.ndarray, out: np.ndarray) -> float:
 
 
 def parity_ladder(checkpoint: str, model_dir: str, name: str, image_dir: str | None = None, count: int = 4,
-                  float_tol: float = 1e-4, int8_share: float = 0.99) -> tuple[list[Rung], dict[str, float]]:
-    """Run every stage on the same tiles; returns the rungs and the PSNR of each stage."""
+                  float_tol: float = 1e-4, int8_share: float = 0.999
+                  ) -> tuple[list[Rung], dict[str, float], list[Agreement]]:
+    """Run every stage on the same tiles; returns the rungs, the PSNR of each stage and the int8
+    agreement table (the int8 rungs beside the TFLite reference-vs-XNNPACK noise floor)."""
     model, ckpt = load_restorer(checkpoint)
     folder = Path(model_dir)
     files = {k: folder / f"{name}_{k}" for k in ("float.onnx", "float.tflite", "qdq.onnx", "int8.tflite")}
@@ -123,6 +172,7 @@ def parity_ladder(checkpoint: str, model_dir: str, name: str, image_dir: str | N
     outputs["ONNX QDQ"] = run_onnx_unfused(files["qdq.onnx"], degraded)
     outputs["ONNX QDQ (ORT int8 kernels)"] = run_file(files["qdq.onnx"], degraded)
     outputs["TFLite INT8"] = run_file(files["int8.tflite"], degraded)
+    outputs["TFLite INT8 (reference kernels)"] = run_tflite_reference_kernels(files["int8.tflite"], degraded)
 
     rungs = []
     for ref, cand in (("torch float", "ONNX float"), ("ONNX float", "TFLite float")):
@@ -133,18 +183,24 @@ def parity_ladder(checkpoint: str, model_dir: str, name: str, image_dir: str | N
         rungs.append(Rung(ref, cand, "share within 1 int8 step", share, int8_share, share >= int8_share))
     quality = {"degraded input": psnr(degraded, clean)}
     quality.update({k: psnr(np.round(v * PIXEL_MAX) / PIXEL_MAX, clean) for k, v in outputs.items()})
-    return rungs, quality
+    return rungs, quality, [agreement(outputs, ref, cand) for ref, cand in AGREEMENT_PAIRS]
 
 
-def format_report(rungs: list[Rung], quality: dict[str, float]) -> str:
+def format_report(rungs: list[Rung], quality: dict[str, float], agreements: list[Agreement] = ()) -> str:
     lines = [f"{'reference':<18}{'candidate':<15}{'metric':<27}{'value':>12}{'threshold':>12}  result"]
     for r in rungs:
         lines.append(f"{r.reference:<18}{r.candidate:<15}{r.metric:<27}{r.value:>12.6g}{r.threshold:>12.6g}  "
                      f"{'PASS' if r.ok else 'FAIL'}")
     lines.append("")
     lines.append("PSNR against clean tiles (outputs rounded to 8 bits):")
-    lines.extend(f"  {k:<30}{v:7.2f} dB" for k, v in quality.items())
-    lines.append(f"  {'TFLite INT8 - torch float':<30}{quality['TFLite INT8'] - quality['torch float']:+7.2f} dB")
+    lines.extend(f"  {k:<33}{v:7.2f} dB" for k, v in quality.items())
+    lines.append(f"  {'TFLite INT8 - torch float':<33}{quality['TFLite INT8'] - quality['torch float']:+7.2f} dB")
+    if agreements:
+        lines.append("")
+        lines.append("int8 agreement (output steps of 1/255; the last row is TFLite against itself, the noise floor):")
+        lines.append(f"  {'reference':<33}{'candidate':<14}{'exact':>8}{'<=1':>9}{'<=2':>9}{'max':>5}{'PSNR dB':>9}")
+        lines.extend(f"  {a.reference:<33}{a.candidate:<14}{a.exact:>8.4f}{a.within_1:>9.5f}{a.within_2:>9.5f}"
+                     f"{a.max_steps:>5d}{a.psnr_between:>9.2f}" for a in agreements)
     return "\n".join(lines)
 
 
@@ -156,16 +212,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default="model", help="file name stem used at export (default %(default)s)")
     p.add_argument("--images", default=None, help="folder of clean photos (default: dead-leaves tiles)")
     p.add_argument("--count", type=int, default=4, help="tiles to compare (default %(default)s)")
+    p.add_argument("--int8-share", type=float, default=0.999,
+                   help="share of output values within one int8 step that the int8 rungs need (default %(default)s)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = p.parse_args(argv)
+    if not 0.0 < args.int8_share <= 1.0:
+        p.error(f"--int8-share must be a fraction in (0, 1], got {args.int8_share}")
     try:
-        rungs, quality = parity_ladder(args.checkpoint, args.model_dir, args.name, args.images, args.count)
+        rungs, quality, agreements = parity_ladder(args.checkpoint, args.model_dir, args.name, args.images, args.count,
+                                                   int8_share=args.int8_share)
     except (FileNotFoundError, ValueError) as exc:
         print(f"edge-restore-parity: error: {exc}", file=sys.stderr)
         return 1
-    print(format_report(rungs, quality))
+    print(format_report(rungs, quality, agreements))
     if args.json:
-        Path(args.json).write_text(json.dumps({"rungs": [asdict(r) for r in rungs], "psnr": quality}, indent=1))
+        Path(args.json).write_text(json.dumps({"rungs": [asdict(r) for r in rungs], "psnr": quality,
+                                               "int8_agreement": [asdict(a) for a in agreements]}, indent=1))
     return 0 if all(r.ok for r in rungs) else 1
 
 

@@ -97,13 +97,22 @@ def test_parity_ladder_passes_on_every_rung(exported):
     root, out = exported
     shipped = out / "tiny_qat.pt"  # the stripped checkpoint written beside the models
     assert shipped.stat().st_size < (root / "qat" / "best.pt").stat().st_size / 2
-    rungs, quality = parity_ladder(str(shipped), str(out), "tiny", count=2)
+    rungs, quality, agreements = parity_ladder(str(shipped), str(out), "tiny", count=2)
     assert all(r.ok for r in rungs), rungs
+    assert [r.threshold for r in rungs[2:]] == [0.999, 0.999]  # the int8 rung
+    # the agreement table: the two int8 rungs, ORT's own int8 kernels, and TFLite reference vs XNNPACK
+    assert [(a.reference, a.candidate) for a in agreements][-1] == ("TFLite INT8 (reference kernels)", "TFLite INT8")
+    for a in agreements:
+        assert a.exact <= a.within_1 <= a.within_2 <= 1.0 and a.within_1 >= 0.999 and a.psnr_between > 50, a
     assert rungs[0].value < 1e-4
     assert abs(quality["TFLite INT8"] - quality["torch fake-quant"]) < 0.1
     report = out / "parity.json"
     assert parity_main([str(root / "qat" / "best.pt"), str(out), "--name", "tiny", "--count", "1", "--json", str(report)]) == 0
-    assert len(json.loads(report.read_text())["rungs"]) == 4
+    saved = json.loads(report.read_text())
+    assert len(saved["rungs"]) == 4 and len(saved["int8_agreement"]) == 4
+    with pytest.raises(SystemExit) as exc:  # a share above 1 can never pass: refused up front
+        parity_main([str(root / "qat" / "best.pt"), str(out), "--name", "tiny", "--int8-share", "1.5"])
+    assert exc.value.code == 2
 
 
 def test_parity_reports_missing_files(exported, capsys):
