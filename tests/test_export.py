@@ -1,6 +1,8 @@
 """Export end to end on a tiny QAT model: ONNX float/QDQ, TFLite float/FP16/INT8/PTQ, audit, parity."""
 
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -133,3 +135,16 @@ def test_export_refuses_a_tile_that_is_not_a_multiple(exported, capsys):
     root, out = exported
     assert export_main([str(root / "qat" / "best.pt"), "--out", str(out / "bad"), "--tile", "30"]) == 1
     assert "multiple" in capsys.readouterr().err
+
+
+def test_layer_agreement_pairs_every_tflite_op_with_its_qdq_twin(exported):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from int8_layer_agreement import layer_agreement
+
+    _, out = exported
+    tiles = np.random.default_rng(1).random((1, TILE, TILE, 3)).astype(np.float32)
+    rows = layer_agreement(str(out / "tiny_qdq.onnx"), str(out / "tiny_int8.tflite"), tiles)
+    names = {r.op_name for r in rows}
+    assert {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MUL"} <= names and len(rows) > 20
+    assert rows[0].exact > 0.99  # the first conv sees identical int8 inputs
+    assert all(0.0 <= r.exact <= r.within_1 <= 1.0 for r in rows)
