@@ -1,7 +1,7 @@
 """Export end to end on a tiny QAT model: ONNX float/QDQ, TFLite float/FP16/INT8/PTQ, audit, parity."""
 
+import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -138,12 +138,13 @@ def test_export_refuses_a_tile_that_is_not_a_multiple(exported, capsys):
 
 
 def test_layer_agreement_pairs_every_tflite_op_with_its_qdq_twin(exported):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-    from int8_layer_agreement import layer_agreement
-
+    spec = importlib.util.spec_from_file_location(
+        "int8_layer_agreement", Path(__file__).resolve().parents[1] / "scripts" / "int8_layer_agreement.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
     _, out = exported
     tiles = np.random.default_rng(1).random((1, TILE, TILE, 3)).astype(np.float32)
-    rows = layer_agreement(str(out / "tiny_qdq.onnx"), str(out / "tiny_int8.tflite"), tiles)
+    rows = script.layer_agreement(str(out / "tiny_qdq.onnx"), str(out / "tiny_int8.tflite"), tiles)
     names = {r.op_name for r in rows}
     assert {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MUL"} <= names and len(rows) > 20
     assert rows[0].exact > 0.99  # the first conv sees identical int8 inputs
