@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -141,6 +142,7 @@ def test_layer_agreement_pairs_every_tflite_op_with_its_qdq_twin(exported):
     spec = importlib.util.spec_from_file_location(
         "int8_layer_agreement", Path(__file__).resolve().parents[1] / "scripts" / "int8_layer_agreement.py")
     script = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = script  # its dataclasses look their module up there
     spec.loader.exec_module(script)
     _, out = exported
     tiles = np.random.default_rng(1).random((1, TILE, TILE, 3)).astype(np.float32)
