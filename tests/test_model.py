@@ -43,6 +43,16 @@ def test_minimalistic_uses_only_relu_and_no_se():
     assert not any(isinstance(m, torch.nn.Hardswish) for m in model.modules())
 
 
+def test_fast_preset_has_no_full_resolution_blocks_and_a_fourth_level():
+    cfg = PRESETS["fast"]
+    assert cfg.blocks[0] == 0 and cfg.depth == 3 and cfg.size_multiple == 8
+    model = build_restorer(cfg)
+    assert len(model.encoders[0]) == len(model.decoders[0]) == 0
+    assert macs_per_pixel(model) < macs_per_pixel(build_restorer("small"))
+    x = torch.rand(1, 3, 32, 40)
+    assert model(x).shape == x.shape
+
+
 def test_bad_config_is_rejected():
     with pytest.raises(ValueError):
         RestorerConfig(widths=(8, 16), blocks=(1,))

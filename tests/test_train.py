@@ -155,6 +155,28 @@ def test_warm_start_copies_every_weight_into_another_activation(float_run):
     assert copied == len(theirs) and all(torch.equal(p, theirs[k]) for k, p in relu.named_parameters())
 
 
+def test_warm_start_into_another_block_layout_starts_new_blocks_as_identities(float_run):
+    from train.checkpoint import warm_start_weights
+    from train.model import InvertedResidual, Restorer, RestorerConfig
+
+    # tiny is widths (16, 32, 32), blocks (1, 1, 1); this drops the full-resolution blocks and adds a level
+    deeper = Restorer(RestorerConfig(widths=(16, 32, 32, 32), blocks=(0, 1, 1, 1), expansion=2))
+    source, _ = load_restorer(float_run / "best.pt")
+    theirs = dict(source.named_parameters())
+    copied = warm_start_weights(deeper, float_run / "best.pt")
+    shared = [k for k, _ in deeper.named_parameters() if k in theirs]
+    assert copied == len(shared) > 20
+    assert all(torch.equal(p, theirs[k]) for k, p in deeper.named_parameters() if k in theirs)
+    new_blocks = [m for m in (*deeper.encoders[2], *deeper.decoders[2]) if isinstance(m, InvertedResidual)]
+    assert new_blocks and all(not m.project.conv.weight.any() and not m.project.conv.bias.any() for m in new_blocks)
+    assert not deeper.ups[2].proj.conv.weight.any()
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():  # a new identity block changes nothing
+        h = deeper.encoders[2][0].expand.conv.weight.new_zeros(1, 32, 2, 2) + 0.5
+        assert torch.equal(deeper.encoders[2][0](h), h)
+        assert deeper(x).shape == x.shape
+
+
 def test_warm_start_refuses_another_shape_and_init_from(float_run, tmp_path, capsys):
     args = ["--steps", "1", "--out", str(tmp_path / "w"), "--warm-start", str(float_run / "best.pt")]
     assert train_main(["--preset", "small", *args]) == 1

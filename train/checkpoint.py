@@ -6,6 +6,7 @@ with a pickled payload is refused, never retried unsafely.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -13,8 +14,10 @@ from typing import Any
 
 import torch
 
-from .model import Restorer, RestorerConfig
+from .model import InvertedResidual, Restorer, RestorerConfig, Upsample
 from .quant import ActQuant, set_quant_mode
+
+log = logging.getLogger(__name__)
 
 
 class CheckpointError(ValueError):
@@ -81,23 +84,37 @@ def load_weights(model: Restorer, state: dict[str, Any]) -> None:
 
 
 def warm_start_weights(model: Restorer, path: str | Path) -> int:
-    """Copy a checkpoint's (EMA) parameters into a model of possibly different activations.
+    """Copy a checkpoint's (EMA) parameters into a model of another activation or block layout.
 
-    Every parameter of `model` must exist in the checkpoint with the same shape (e.g. the small
-    denoiser into the minimalistic preset, which only swaps hard-swish for ReLU); quantization
-    buffers of either side are left alone. Returns the number of tensors copied.
+    Every parameter the two share by name must have the same shape (e.g. the small denoiser into
+    the minimalistic preset, which only swaps hard-swish for ReLU, or into the `fast` preset,
+    which drops the full-resolution blocks and adds a level). Parameters only the model has are
+    new: inverted-residual blocks and upsampling projections made entirely of them start as the
+    identity / zero (their last conv zeroed), so the copied network's function is where training
+    resumes. Checkpoint tensors the model lacks are left out. Returns the number of tensors copied.
     """
     ckpt = load_checkpoint(path)
     state = checkpoint_weights(ckpt)
     own = dict(model.named_parameters())
-    bad = [k for k, v in own.items() if k not in state or tuple(state[k].shape) != tuple(v.shape)]
-    if bad:
-        raise CheckpointError(f"{path}: cannot warm-start this architecture: {len(bad)} parameters missing or "
-                              f"of another shape, e.g. {bad[:3]}")
+    shared = [k for k in own if k in state]
+    bad = [k for k in shared if tuple(state[k].shape) != tuple(own[k].shape)]
+    if bad or not shared:
+        raise CheckpointError(f"{path}: cannot warm-start this architecture: "
+                              + (f"{len(bad)} parameters of another shape, e.g. {bad[:3]}" if bad else "no parameter in common"))
     with torch.no_grad():
-        for k, v in own.items():
-            v.copy_(state[k])
-    return len(own)
+        for k in shared:
+            own[k].copy_(state[k])
+        for name, module in model.named_modules():
+            last = module.project.conv if isinstance(module, InvertedResidual) else (
+                module.proj.conv if isinstance(module, Upsample) else None)
+            if last is not None and not any(f"{name}.{k}" in state for k, _ in module.named_parameters()):
+                last.weight.zero_()
+                last.bias.zero_()
+    new = len(own) - len(shared)
+    dropped = len(set(state) - set(model.state_dict()))
+    if new or dropped:
+        log.info("warm start: %d new tensors start fresh (new blocks as identities), %d checkpoint tensors unused", new, dropped)
+    return len(shared)
 
 
 def load_restorer(path: str | Path, use_ema: bool = True) -> tuple[Restorer, dict[str, Any]]:

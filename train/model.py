@@ -63,6 +63,9 @@ PRESETS: dict[str, RestorerConfig] = {
     "tiny": RestorerConfig(widths=(16, 32, 32), blocks=(1, 1, 1), expansion=2),
     "small": RestorerConfig(widths=(24, 48, 96), blocks=(1, 2, 3), expansion=3),
     "base": RestorerConfig(widths=(32, 64, 128, 128), blocks=(2, 2, 3, 3), expansion=4, use_se=True),
+    # Speed: no full-resolution blocks (their 72-channel tensors and depthwise convs took a third
+    # of the small preset's int8 time) and a fourth level at 1/8 resolution for a wider context.
+    "fast": RestorerConfig(widths=(24, 48, 96, 96), blocks=(0, 2, 2, 2), expansion=3),
     # Edge TPU friendly: ReLU only, no SE, no hard-swish.
     "minimalistic": RestorerConfig(widths=(24, 48, 96), blocks=(1, 2, 3), expansion=3, activation="relu"),
 }
