@@ -20,7 +20,7 @@ import numpy as np
 from .backends import Backend, open_backend, read_model_bytes, tflite_contract
 from .contract import ModelContract
 from .errors import ModelError
-from .tiling import Tiler
+from .tiling import RunTile, Tiler
 
 #: Environment variable with extra model folders (os.pathsep-separated), searched first.
 MODELS_ENV = "EDGE_RESTORE_MODELS"
@@ -117,6 +117,19 @@ class RestorationModel:
         self.stats.tiles += 1
         return out
 
+    def _run_pixels(self, tile: np.ndarray) -> np.ndarray:
+        start = time.perf_counter()
+        out = self.backend.run_pixels(tile)
+        self.stats.inference_seconds += time.perf_counter() - start
+        self.stats.tiles += 1
+        return out
+
+    @property
+    def pixel_runner(self) -> RunTile | None:
+        """run_tile for (1, T, T, C) uint8 tiles when the backend takes 8-bit pixels directly, else
+        None: the `run_pixels` argument of Tiler.run."""
+        return self._run_pixels if self.backend.takes_pixels else None
+
     def tiler(self, height: int, width: int, channels: int) -> Tiler:
         return Tiler(height, width, self.tile_size, self.overlap, channels, self.backend.channels)
 
@@ -130,7 +143,8 @@ class RestorationModel:
         arr = np.asarray(image)
         color, alpha, squeeze = _split(arr)
         out = np.empty(color.shape, arr.dtype)
-        self.tiler(color.shape[0], color.shape[1], color.shape[2]).run(color, self.run_tile, out=out, progress=progress)
+        self.tiler(color.shape[0], color.shape[1], color.shape[2]).run(
+            color, self.run_tile, out=out, progress=progress, run_pixels=self.pixel_runner)
         return _join(out, alpha, squeeze)
 
 
@@ -207,11 +221,11 @@ class FrameStream:
         target = self._out if out is None else out
         view = target.reshape(self.shape)
         if self._color_out is not None:  # RGBA: restore RGB, pass alpha through
-            self._tiler.run(arr[..., :3], self.model.run_tile, out=self._color_out)
+            self._tiler.run(arr[..., :3], self.model.run_tile, out=self._color_out, run_pixels=self.model.pixel_runner)
             view[..., :3] = self._color_out
             view[..., 3] = arr[..., 3]
         else:
-            self._tiler.run(arr, self.model.run_tile, out=view)
+            self._tiler.run(arr, self.model.run_tile, out=view, run_pixels=self.model.pixel_runner)
         self.frames += 1
         if out is None and gray_2d:
             return self._out_2d

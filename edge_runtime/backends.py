@@ -93,6 +93,8 @@ class Backend:
     kind = "?"
     #: True when run() also accepts other H/W (dynamic ONNX); tiles are still the default.
     dynamic = False
+    #: True when run_pixels() takes 8-bit pixels directly (the model's input is the pixel grid).
+    takes_pixels = False
 
     def __init__(self, path: Path, contract: ModelContract) -> None:
         self.path = path
@@ -103,6 +105,10 @@ class Backend:
 
     def run(self, tile: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def run_pixels(self, tile: np.ndarray) -> np.ndarray:
+        """run() for a (1, T, T, C) uint8 tile of 8-bit pixels, same result as run(tile / 255)."""
+        raise NotImplementedError(f"{self.kind} backend does not take 8-bit pixels directly")
 
     def describe(self) -> str:
         c = self.contract
@@ -173,12 +179,33 @@ class TFLiteBackend(Backend):
         self._in_buf = np.zeros(shape, self.io_dtype)
         self._tmp = np.zeros(shape, np.float32)
         self._out_buf = np.zeros(shape, np.float32)
+        # An int8 input of scale 1/255 and zero point -128 (uint8: 0) is the 8-bit pixel itself:
+        # when quantize(p / 255) == p - 128 (uint8: p) for all 256 values, 8-bit tiles skip the
+        # float round trip. Checked on the model's own parameters, never assumed.
+        pixel_zero = {"int8": -128, "uint8": 0}.get(self.io_dtype.name)
+        if pixel_zero is not None:
+            p = np.empty(256, np.float32)
+            np.multiply(np.arange(256, dtype=np.uint8), 1.0 / 255, out=p, casting="unsafe")  # as the tiler does
+            q = quantize(p, self.in_scale, self.in_zero, np.empty(256, self.io_dtype))
+            self.takes_pixels = bool(np.array_equal(q.astype(np.int32), np.arange(256) + pixel_zero))
 
     def run(self, tile: np.ndarray) -> np.ndarray:
         if self.io_dtype.kind == "f":
             self._in_buf[...] = tile
         else:
             quantize(tile, self.in_scale, self.in_zero, self._in_buf, self._tmp)
+        return self._invoke()
+
+    def run_pixels(self, tile: np.ndarray) -> np.ndarray:
+        if not self.takes_pixels:
+            return super().run_pixels(tile)
+        if self.io_dtype == np.int8:  # p - 128 is p with its top bit flipped, read as int8
+            np.bitwise_xor(tile, 0x80, out=self._in_buf.view(np.uint8))
+        else:
+            self._in_buf[...] = tile
+        return self._invoke()
+
+    def _invoke(self) -> np.ndarray:
         try:
             self.interpreter.set_tensor(self._in_index, self._in_buf)
             self.interpreter.invoke()

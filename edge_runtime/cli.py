@@ -518,7 +518,7 @@ def restore_file(model: RestorationModel, job: Job, quality: int, max_pixels: in
     picture: Picture = read_image(job.input, max_pixels=max_pixels)
     restored = picture.color if job.compare is None else np.empty_like(picture.color)
     tiler = model.tiler(picture.height, picture.width, picture.color.shape[2])
-    tiler.run(picture.color, model.run_tile, out=restored, progress=progress)
+    tiler.run(picture.color, model.run_tile, out=restored, progress=progress, run_pixels=model.pixel_runner)
     del tiler  # its band buffers (tens of MB at 48 MP) are not needed while writing
     write_restored(job, picture, restored, quality)
 

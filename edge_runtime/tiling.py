@@ -154,10 +154,11 @@ class Tiler:
         self._acc = np.zeros((t, w, c), np.float32)
         self._wacc = np.zeros((t, w), np.float32)
         self._tile_in = np.zeros((1, t, t, model_channels), np.float32)
-        self._tile_f = np.zeros((t, t, c), np.float32)
+        # same channels: the float tile is the model's input buffer itself (no copy per tile)
+        self._tile_f = self._tile_in[0] if c == model_channels else np.zeros((t, t, c), np.float32)
         self._res = np.zeros((t, t, c), np.float32)
-        self._weights = np.zeros((t, t), np.float32)
         self._weighted = np.zeros((t, t, c), np.float32)
+        self._weights = _WeightCache(self.wy, self.wx)
         self._band_in: np.ndarray | None = None
         self._raw: np.ndarray | None = None
 
@@ -187,12 +188,12 @@ class Tiler:
         return True
 
     def _run_tile(self, run: RunTile) -> np.ndarray:
-        """Run self._tile_f (T, T, Ci) through the model; result in self._res (T, T, Ci)."""
+        """Run self._tile_f (T, T, Ci) through the model; the (T, T, Ci) result is only valid until
+        the next call (it may be the backend's own buffer)."""
         ci, cm = self.image_channels, self.model_channels
         if ci == cm:
-            self._tile_in[0] = self._tile_f
-            self._res[...] = run(self._tile_in)[0]
-        elif ci == 1:  # gray through a colour model: replicate, then average back
+            return run(self._tile_in)[0]
+        if ci == 1:  # gray through a colour model: replicate, then average back
             self._tile_in[0] = self._tile_f
             np.mean(run(self._tile_in)[0], axis=-1, keepdims=True, out=self._res)
         else:  # colour through a gray model: channel by channel
@@ -208,8 +209,13 @@ class Tiler:
         out: np.ndarray | None = None,
         sink: RowSink | None = None,
         progress: Callable[[int, int], None] | None = None,
+        run_pixels: RunTile | None = None,
     ) -> np.ndarray | None:
         """Restore `image` (H, W, C) of dtype uint8, uint16 or float in [0, 1].
+
+        `run_pixels`, when given, is a tile function that takes the 8-bit pixels themselves
+        ((1, T, T, C) uint8) and returns what `run` would for them divided by 255; it is used for
+        uint8 images whose channels match the model, which then skip the float round trip.
 
         Finished rows go to `sink(row, rows)` if given, else into `out` (allocated with the image's
         shape and dtype when None), which is returned. `out` may be `image` itself (restored in
@@ -239,9 +245,10 @@ class Tiler:
         t = self.tile
         if self._band_in is None or self._band_in.dtype != image.dtype:
             self._band_in = np.empty((t, self.width, self.image_channels), image.dtype)
-            self._raw = np.empty((t, t, self.image_channels), image.dtype)
+            self._raw = np.empty((1, t, t, self.image_channels), image.dtype)
         band_in, raw = self._band_in, self._raw
-        acc, wacc, weights, res = self._acc, self._wacc, self._weights, self._res
+        pixels = run_pixels is not None and image.dtype == np.uint8 and self.image_channels == self.model_channels
+        acc, wacc = self._acc, self._wacc
         acc.fill(0.0)
         wacc.fill(0.0)
         done, total = 0, self.tiles
@@ -249,14 +256,16 @@ class Tiler:
             np.take(image, self.row_index[r], axis=0, out=band_in)
             wy = self.wy[r]
             for c, x0 in enumerate(self.xs):
-                np.take(band_in, self.col_index[c], axis=1, out=raw)
-                np.multiply(raw, in_scale, out=self._tile_f, casting="unsafe")
-                if image.dtype.kind == "f":
-                    np.clip(self._tile_f, 0.0, 1.0, out=self._tile_f)
-                result = self._run_tile(run)
+                np.take(band_in, self.col_index[c], axis=1, out=raw[0])
+                if pixels:
+                    result = run_pixels(raw)[0]
+                else:
+                    np.multiply(raw[0], in_scale, out=self._tile_f, casting="unsafe")
+                    if image.dtype.kind == "f":
+                        np.clip(self._tile_f, 0.0, 1.0, out=self._tile_f)
+                    result = self._run_tile(run)
                 j0, j1 = max(0, -x0), min(t, self.width - x0)
-                np.multiply(wy[:, None], self.wx[c][None, :], out=weights)
-                wpart = weights[:, j0:j1]
+                wpart = self._weights.get(r, c)[:, j0:j1]
                 weighted = self._weighted[:, : j1 - j0]
                 np.multiply(result[:, j0:j1], wpart[..., None], out=weighted)
                 acc[:, x0 + j0 : x0 + j1] += weighted
@@ -278,6 +287,29 @@ class Tiler:
                 wacc[:keep] = wacc[shift:]
                 wacc[keep:] = 0.0
         return out
+
+
+class _WeightCache:
+    """The (T, T) blending weights wy[r] x wx[c] of each tile, computed once per distinct pair of
+    axis windows (a grid has at most a few: first, inner, last, moved-back last) and reused."""
+
+    def __init__(self, wy: list[np.ndarray], wx: list[np.ndarray]) -> None:
+        self._wy, self._wx = wy, wx
+        self._ky, self._kx = _window_keys(wy), _window_keys(wx)
+        self._cache: dict[tuple[int, int], np.ndarray] = {}
+
+    def get(self, r: int, c: int) -> np.ndarray:
+        key = (self._ky[r], self._kx[c])
+        w = self._cache.get(key)
+        if w is None:
+            w = self._cache[key] = np.multiply(self._wy[r][:, None], self._wx[c][None, :], dtype=np.float32)
+        return w
+
+
+def _window_keys(windows: list[np.ndarray]) -> list[int]:
+    """For each window, the index of the first window equal to it."""
+    first: dict[bytes, int] = {}
+    return [first.setdefault(w.tobytes(), i) for i, w in enumerate(windows)]
 
 
 def _same_buffer(a: np.ndarray, b: np.ndarray) -> bool:

@@ -54,6 +54,26 @@ def test_quantization_parameters_are_read_from_the_model(model_dir):
     assert u8.in_zero == 0 and u8.io_dtype == np.uint8
 
 
+@pytest.mark.parametrize("name", ["int8.tflite", "uint8.tflite", "exported_int8.tflite"])
+def test_pixel_input_skips_the_float_round_trip_bit_for_bit(model_dir, name):
+    backend = open_backend(model_dir / name)
+    assert backend.takes_pixels  # scale 1/255 and zero point -128 (uint8: 0): the pixel grid
+    pixels = np.random.default_rng(3).integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)
+    pixels.flat[:256] = np.arange(256)  # every 8-bit value
+    as_float = np.empty(pixels.shape, np.float32)
+    np.multiply(pixels, 1.0 / 255, out=as_float, casting="unsafe")
+    expected = backend.run(as_float).copy()
+    assert np.array_equal(backend.run_pixels(pixels), expected)
+
+
+def test_pixel_input_is_refused_where_the_input_is_not_the_pixel_grid(model_dir):
+    backend = open_backend(model_dir / "float32.tflite")
+    assert not backend.takes_pixels
+    with pytest.raises(NotImplementedError, match="8-bit pixels"):
+        backend.run_pixels(np.zeros((1, 32, 32, 3), np.uint8))
+    assert load_model(model_dir / "float32.tflite").pixel_runner is None
+
+
 def test_quantize_rounds_and_clips():
     x = np.array([-1.0, 0.0, 0.5 / 255, 1.5 / 255, 1.0, 2.0], np.float32)
     q = quantize(x, 1 / 255, -128, np.empty(6, np.int8))

@@ -255,3 +255,21 @@ def test_partially_overlapping_output_is_refused():
     with pytest.raises(ValueError, match="overlaps image"):
         Tiler(40, 10, 32, 4).run(buffer[:40], _tile_mean_model, out=buffer[1:])
     assert Tiler(40, 10, 32, 4).run(image, _tile_mean_model, out=np.zeros_like(image)) is not None
+
+
+@pytest.mark.parametrize("shape", [(7, 5, 3), (83, 47, 3), (64, 96, 3), (61, 29, 1)])
+def test_8bit_images_take_the_pixel_path_with_identical_output(int8_model, shape):
+    model = load_model(int8_model)
+    image = np.random.default_rng(shape[1]).integers(0, 256, shape, dtype=np.uint8)
+    tiler = model.tiler(*shape)
+    through_float = tiler.run(image, model.run_tile)
+    calls = []
+
+    def counted(tile):
+        calls.append(tile.dtype)
+        return model.pixel_runner(tile)
+
+    assert np.array_equal(tiler.run(image, model.run_tile, run_pixels=counted), through_float)
+    # colour images go through the pixel path; gray is replicated to 3 channels in float
+    assert calls == ([np.uint8] * tiler.tiles if shape[2] == 3 else [])
+    assert np.array_equal(model.restore(image), through_float)
