@@ -21,7 +21,9 @@ most g, tiled output equals whole-image inference for images at least a tile lar
 Memory. Tile rows are processed top to bottom; only a band of T rows of float accumulators
 (T x W x C) is kept, and rows no later tile can touch are converted and written out at once. The
 input and output tiles, the band and the windows are allocated once and reused for every tile
-(and for every frame, see `Tiler`).
+(and for every frame, see `Tiler`). Tiles inside the image read their pixels as plain slices of a
+view of the image (no gathered copy); only reflected borders gather. An 8-bit image through a
+model whose input is the 8-bit pixel grid skips floats on the way in (`run_pixels`).
 
 In place. `run(image, fn, out=image)` overwrites the image with its restoration, so a caller that
 no longer needs the input holds one image instead of two. Finished rows are written while later
@@ -147,6 +149,9 @@ class Tiler:
         self.xs = tile_starts(width, tile, overlap)
         self.col_index = [reflect_indices(x, x + tile, width) for x in self.xs]
         self.row_index = [reflect_indices(y, y + tile, height) for y in self.ys]
+        # tiles inside the image read a plain slice (a copy several times faster than np.take)
+        self._col_slice = [_as_slice(i) for i in self.col_index]
+        self._row_slice = [_as_slice(i) for i in self.row_index]
         self.row_spans = [self._finished_rows(r) for r in range(len(self.ys))]
         self.wy = axis_windows(self.ys, tile, overlap)
         self.wx = axis_windows(self.xs, tile, overlap)
@@ -243,8 +248,10 @@ class Tiler:
                 target[row : row + rows.shape[0]] = rows
 
         t = self.tile
-        if self._band_in is None or self._band_in.dtype != image.dtype:
-            self._band_in = np.empty((t, self.width, self.image_channels), image.dtype)
+        if self._raw is None or self._raw.dtype != image.dtype:
+            # a band buffer only where rows are reflected (images shorter than a tile)
+            gathered = any(s is None for s in self._row_slice)
+            self._band_in = np.empty((t, self.width, self.image_channels), image.dtype) if gathered else None
             self._raw = np.empty((1, t, t, self.image_channels), image.dtype)
         band_in, raw = self._band_in, self._raw
         pixels = run_pixels is not None and image.dtype == np.uint8 and self.image_channels == self.model_channels
@@ -253,10 +260,18 @@ class Tiler:
         wacc.fill(0.0)
         done, total = 0, self.tiles
         for r, y0 in enumerate(self.ys):
-            np.take(image, self.row_index[r], axis=0, out=band_in)
+            rows_in = self._row_slice[r]
+            if rows_in is None:
+                band = np.take(image, self.row_index[r], axis=0, out=band_in)
+            else:  # a view: this tile row reads all of it before any of its rows is written
+                band = image[rows_in]
             wy = self.wy[r]
             for c, x0 in enumerate(self.xs):
-                np.take(band_in, self.col_index[c], axis=1, out=raw[0])
+                cols_in = self._col_slice[c]
+                if cols_in is None:
+                    np.take(band, self.col_index[c], axis=1, out=raw[0])
+                else:
+                    raw[0] = band[:, cols_in]
                 if pixels:
                     result = run_pixels(raw)[0]
                 else:
@@ -304,6 +319,12 @@ class _WeightCache:
         if w is None:
             w = self._cache[key] = np.multiply(self._wy[r][:, None], self._wx[c][None, :], dtype=np.float32)
         return w
+
+
+def _as_slice(index: np.ndarray) -> slice | None:
+    """The slice equal to an index array of consecutive positions, else None."""
+    start = int(index[0])
+    return slice(start, start + index.size) if np.array_equal(index, np.arange(start, start + index.size)) else None
 
 
 def _window_keys(windows: list[np.ndarray]) -> list[int]:
