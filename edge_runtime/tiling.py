@@ -265,7 +265,6 @@ class Tiler:
                 band = np.take(image, self.row_index[r], axis=0, out=band_in)
             else:  # a view: this tile row reads all of it before any of its rows is written
                 band = image[rows_in]
-            wy = self.wy[r]
             for c, x0 in enumerate(self.xs):
                 cols_in = self._col_slice[c]
                 if cols_in is None:
