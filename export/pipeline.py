@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import onnx
 
 from edge_runtime.contract import DEFAULT_OVERLAP, DEFAULT_TILE, TFLITE_LAYOUT, ModelContract
 from train.checkpoint import load_restorer, strip_checkpoint

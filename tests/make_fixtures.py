@@ -102,7 +102,6 @@ def _onnx_model(static: bool):
 
 def build(out: Path = DATA) -> list[Path]:
     """Write every fixture into `out`; returns the paths written."""
-    import onnx
     import tensorflow as tf
 
     from export.metadata import stamp_onnx, stamp_tflite

@@ -82,7 +82,6 @@ def test_fake_quant_output_is_on_the_8bit_pixel_grid_and_weights_on_int8_grids()
     w = conv.weight.detach()
     scale = w.abs().amax(dim=(1, 2, 3), keepdim=True) / 127
     from train.quant import weight_scale
-    q = torch.nn.functional.conv2d  # noqa: F841  (weights are fake-quantized inside forward)
     fq = torch.fake_quantize_per_channel_affine(w, weight_scale(w), torch.zeros(w.shape[0], dtype=torch.int32), 0, -128, 127)
     levels = (fq / scale).round()
     assert levels.abs().max() <= 127 and np.allclose((fq / scale).numpy(), levels.numpy(), atol=1e-3)

@@ -7,7 +7,7 @@ import pytest
 
 from edge_runtime import FrameStream, load_model
 from edge_runtime.metrics import psnr
-from edge_runtime.tiling import Tiler, axis_window, axis_windows, blend_ramp, reflect_indices, restore_tiled, tile_starts
+from edge_runtime.tiling import Tiler, axis_windows, blend_ramp, reflect_indices, restore_tiled, tile_starts
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 7, 32])
