@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime.contract import DEFAULT_OVERLAP, DEFAULT_TILE, TFLITE_LAYOUT, ModelContract
+from edge_runtime.tiling import reflect_indices
 from train.checkpoint import load_restorer, strip_checkpoint
 from train.data import PatchConfig, PatchSampler, list_images, load_images
 from train.degradations import DegradationConfig
@@ -55,9 +56,19 @@ def representative_tiles(ckpt: dict, tile: int, channels: int, folders: list[str
     deg = DegradationConfig(**{k: tuple(v) if isinstance(v, list) else v
                                for k, v in ckpt.get("train_config", {}).get("degradation", {}).items()})
     images = load_images([p for f in folders for p in list_images(f)], channels) if folders else []
+    # photos smaller than the tile are reflected up to it, as the runtime reads them
+    images = [_reflected_to(im, tile) for im in images]
     sampler = PatchSampler(images, deg, PatchConfig(patch=tile, batch=1, dead_leaves_prob=0.0 if images else 1.0, seed=7),
                            channels)
     return [sampler.batch(i)[0].transpose(0, 2, 3, 1) for i in range(count)]
+
+
+def _reflected_to(image: np.ndarray, side: int) -> np.ndarray:
+    """`image` with each axis shorter than `side` extended to it by reflection (np.pad's 'reflect')."""
+    h, w = image.shape[:2]
+    if h >= side and w >= side:
+        return image
+    return image[reflect_indices(0, max(h, side), h)][:, reflect_indices(0, max(w, side), w)]
 
 
 def export_all(cfg: ExportConfig) -> dict[str, str]:

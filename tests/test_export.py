@@ -151,3 +151,13 @@ def test_layer_agreement_pairs_every_tflite_op_with_its_qdq_twin(exported):
     assert {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MUL"} <= names and len(rows) > 20
     assert rows[0].exact > 0.99  # the first conv sees identical int8 inputs
     assert all(0.0 <= r.exact <= r.within_1 <= 1.0 for r in rows)
+
+
+def test_ptq_calibration_reflects_photos_smaller_than_the_tile():
+    from export.pipeline import _reflected_to
+
+    image = np.random.default_rng(0).random((21, 40, 3)).astype(np.float32)
+    grown = _reflected_to(image, 32)
+    assert grown.shape == (32, 40, 3)
+    assert np.array_equal(grown, np.pad(image, ((0, 11), (0, 0), (0, 0)), mode="reflect"))
+    assert _reflected_to(image, 16) is image
