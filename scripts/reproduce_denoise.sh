@@ -18,7 +18,7 @@ $PY -m train --task denoise --data "$DATA" --val "$VAL" --preset fast --warm-sta
     --steps 10000 --batch 10 --patch 128 --lr 1e-3 --warmup 200 --threads 2 --out "$RUNS/denoise-fast"
 $PY -m train --task denoise --qat --init-from "$RUNS/denoise-fast/best.pt" --data "$DATA" --val "$VAL" --steps 800 \
     --batch 6 --patch 128 --lr 1e-4 --warmup 50 --val-every 200 --threads 2 --calib-percentile 99.99 --out "$RUNS/denoise-fast-qat"
-$PY -m export "$RUNS/denoise-fast-qat/best.pt" --out "$OUT" --name denoise --tile 512 --overlap 16 --ptq --ptq-data "$DATA"
+$PY -m export "$RUNS/denoise-fast-qat/best.pt" --out "$OUT" --name denoise --tile 256 --overlap 16 --ptq --ptq-data "$DATA"
 $PY -m export.verify "$OUT/denoise_qat.pt" "$OUT" --name denoise --images "$VAL" --count 8
 for set in "$VAL" "$DATA --held-out"; do
   # shellcheck disable=SC2086
