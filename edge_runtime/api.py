@@ -111,18 +111,17 @@ class RestorationModel:
 
     def run_tile(self, tile: np.ndarray) -> np.ndarray:
         """One (1, T, T, C) float32 tile in [0, 1] through the model (timed into self.stats)."""
+        return self._timed(self.backend.run, tile)
+
+    def _timed(self, run: RunTile, tile: np.ndarray) -> np.ndarray:
         start = time.perf_counter()
-        out = self.backend.run(tile)
+        out = run(tile)
         self.stats.inference_seconds += time.perf_counter() - start
         self.stats.tiles += 1
         return out
 
     def _run_pixels(self, tile: np.ndarray) -> np.ndarray:
-        start = time.perf_counter()
-        out = self.backend.run_pixels(tile)
-        self.stats.inference_seconds += time.perf_counter() - start
-        self.stats.tiles += 1
-        return out
+        return self._timed(self.backend.run_pixels, tile)
 
     @property
     def pixel_runner(self) -> RunTile | None:
