@@ -22,6 +22,7 @@ import onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from edge_runtime.backends import quantize  # noqa: E402
 from export.audit import onnx_activation_qparams  # noqa: E402
 from export.verify import parity_tiles  # noqa: E402
 
@@ -83,7 +84,7 @@ def layer_agreement(qdq_path: str, tflite_path: str, tiles: np.ndarray, onnx_mod
     results: dict[int, tuple[str, list[tuple[float, float, int]]]] = {}
     for tile in tiles:
         onnx_out = dict(zip(names, session.run(None, {session.get_inputs()[0].name: tile[None].transpose(0, 3, 1, 2).copy()})))
-        interp.set_tensor(inp["index"], np.clip(np.round(tile[None] / s_in + z_in), -128, 127).astype(np.int8))
+        interp.set_tensor(inp["index"], quantize(tile[None], s_in, z_in, np.empty(inp["shape"], np.int8)))
         interp.invoke()
         for det in interp.get_output_details():
             scale, zp = det["quantization"]

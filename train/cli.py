@@ -72,9 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
     p.add_argument("--init-from", default="", metavar="CKPT", help="start from this checkpoint's weights")
     p.add_argument("--warm-start", default="", metavar="CKPT",
-                   help="initialise the --preset architecture with this checkpoint's weights (every parameter must "
-                        "match in shape), e.g. the small denoiser into --preset minimalistic, which swaps hard-swish "
-                        "for ReLU; a fresh schedule, unlike --init-from which keeps the checkpoint's architecture")
+                   help="initialise the --preset architecture with this checkpoint's weights: every parameter the two "
+                        "share by name is copied (and must match in shape), new blocks start as identities; e.g. the "
+                        "small denoiser into --preset minimalistic (ReLU) or --preset fast (no full-resolution blocks, "
+                        "a fourth level); a fresh schedule, unlike --init-from which keeps the checkpoint's architecture")
     p.add_argument("--qat", action="store_true", help="quantization-aware fine-tuning (needs --init-from)")
     p.add_argument("--calib-batches", type=int, default=d.calib_batches, help="batches observed before ranges freeze")
     p.add_argument("--calib-percentile", type=float, default=d.calib_percentile, metavar="P",

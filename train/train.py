@@ -61,7 +61,7 @@ class TrainConfig:
     val_max_images: int = 24
     resume: bool = True
     init_from: str = ""  # checkpoint to start from (required for QAT)
-    warm_start: str = ""  # checkpoint whose weights initialise the `preset` architecture (same shapes)
+    warm_start: str = ""  # checkpoint whose shared weights initialise the `preset` architecture
     qat: bool = False
     calib_batches: int = 32
     calib_percentile: float = 100.0  # QAT: % of each activation's values its int8 range covers (100: min/max)
