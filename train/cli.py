@@ -8,6 +8,8 @@ Examples:
       --out runs/denoise-qat --data ../shared/datasets/CBSD432
   python -m train --preset minimalistic --warm-start runs/denoise/best.pt --steps 3000 --lr 5e-4 \\
       --out runs/minimal --data ../shared/datasets/CBSD432
+  python -m train --preset fast --warm-start runs/denoise/best.pt --steps 10000 --patch 128 --batch 10 \\
+      --lr 1e-3 --warmup 200 --out runs/denoise-fast --data ../shared/datasets/CBSD432
   python -m train --task deblur --init-from runs/denoise/best.pt --patch 96 --freq-loss 0.05 --steps 2000 \\
       --lr 1e-3 --out runs/deblur --data ../shared/datasets/CBSD432
   OMP_NUM_THREADS=1 torchrun --nproc_per_node=2 -m train --preset tiny --steps 2000 --out runs/ddp
