@@ -33,6 +33,7 @@ from .errors import DeviceError, ModelError
 from .onnx_validate import OnnxFormatError, UnsafeExternalData, check_external_data
 from .tflite_metadata import TFLITE_IDENTIFIER, FlatbufferError, read_contract
 from .tflite_validate import ModelSummary, validate_tflite
+from .tiling import pixels_to_unit
 
 log = logging.getLogger("edge_runtime")
 
@@ -95,6 +96,9 @@ class Backend:
     dynamic = False
     #: True when run_pixels() takes 8-bit pixels directly (the model's input is the pixel grid).
     takes_pixels = False
+    #: True when run_pixels() also returns 8-bit pixels (uint8) instead of floats in [0, 1]: the
+    #: model's output is the pixel grid too.
+    gives_pixels = False
 
     def __init__(self, path: Path, contract: ModelContract) -> None:
         self.path = path
@@ -107,7 +111,8 @@ class Backend:
         raise NotImplementedError
 
     def run_pixels(self, tile: np.ndarray) -> np.ndarray:
-        """run() for a (1, T, T, C) uint8 tile of 8-bit pixels, same result as run(tile / 255)."""
+        """run() for a (1, T, T, C) uint8 tile of 8-bit pixels, same result as run(tile / 255); when
+        `gives_pixels`, the result is uint8 pixels p, and pixels_to_unit(p) is what run() returns."""
         raise NotImplementedError(f"{self.kind} backend does not take 8-bit pixels directly")
 
     def describe(self) -> str:
@@ -188,6 +193,15 @@ class TFLiteBackend(Backend):
             np.multiply(np.arange(256, dtype=np.uint8), 1.0 / 255, out=p, casting="unsafe")  # as the tiler does
             q = quantize(p, self.in_scale, self.in_zero, np.empty(256, self.io_dtype))
             self.takes_pixels = bool(np.array_equal(q.astype(np.int32), np.arange(256) + pixel_zero))
+        # Likewise an output whose codes dequantize to exactly the floats of the 8-bit pixels
+        # (code - zero point) gives pixels: the tiler then copies them instead of blending floats.
+        out_zero = {"int8": -128, "uint8": 0}.get(self.out_dtype.name)
+        if self.takes_pixels and out_zero is not None and self.out_zero == out_zero:
+            pixels = np.arange(256, dtype=np.uint8)
+            codes = (pixels.astype(np.int32) + out_zero).astype(self.out_dtype)
+            unit = dequantize(codes, self.out_scale, self.out_zero, np.empty(256, np.float32))
+            self.gives_pixels = bool(np.array_equal(unit, pixels_to_unit(pixels, np.empty(256, np.float32))))
+            self._out_pixels = np.zeros(shape, np.uint8)
 
     def run(self, tile: np.ndarray) -> np.ndarray:
         if self.io_dtype.kind == "f":
@@ -199,11 +213,29 @@ class TFLiteBackend(Backend):
     def run_pixels(self, tile: np.ndarray) -> np.ndarray:
         if not self.takes_pixels:
             return super().run_pixels(tile)
-        if self.io_dtype == np.int8:  # p - 128 is p with its top bit flipped, read as int8
-            np.bitwise_xor(tile, 0x80, out=self._in_buf.view(np.uint8))
+        if not self.gives_pixels:
+            self._pixels_in(tile, self._in_buf)
+            return self._invoke()
+        # Straight into and out of the interpreter's own tensors (no set/get_tensor copies); the
+        # views are dropped before invoke(), which refuses to run while one is held.
+        self._pixels_in(tile, self.interpreter.tensor(self._in_index)())
+        try:
+            self.interpreter.invoke()
+        except (RuntimeError, ValueError) as exc:
+            raise ModelError(f"{self.path.name}: the TFLite interpreter failed to run the model ({_first_line(exc)})") from None
+        codes = self.interpreter.tensor(self._out_index)()
+        if self.out_dtype == np.int8:  # code + 128: the top bit flipped again
+            np.bitwise_xor(codes.view(np.uint8), 0x80, out=self._out_pixels)
         else:
-            self._in_buf[...] = tile
-        return self._invoke()
+            self._out_pixels[...] = codes
+        del codes
+        return self._out_pixels
+
+    def _pixels_in(self, tile: np.ndarray, dest: np.ndarray) -> None:
+        if self.io_dtype == np.int8:  # p - 128 is p with its top bit flipped, read as int8
+            np.bitwise_xor(tile, 0x80, out=dest.view(np.uint8))
+        else:
+            dest[...] = tile
 
     def _invoke(self) -> np.ndarray:
         try:

@@ -110,6 +110,47 @@ def axis_windows(starts: list[int], tile: int, overlap: int) -> list[np.ndarray]
             for i, s in enumerate(starts)]
 
 
+#: One 8-bit step in the float scale the tiler blends in.
+_PIXEL_UNIT = np.float32(1.0 / 255.0)
+
+
+def pixels_to_unit(pixels: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """8-bit pixels p as the float32 values in [0, 1] the tiler blends: p * float32(1 / 255)."""
+    return np.multiply(pixels, _PIXEL_UNIT, out=out)
+
+
+def exclusive_spans(starts: list[int], windows: list[np.ndarray], n: int) -> list[tuple[int, int]]:
+    """For each tile along an axis of length n, [a, b) (tile coordinates): the longest run where
+    its window is 1 and every other tile's is 0, so its output there is the result as it is.
+
+    (With overlap 0 a last tile moved back shares pixels at full weight with its neighbour; they
+    are averaged, so they belong to neither.)
+    """
+    total = np.zeros(n, np.float64)
+    for s, w in zip(starts, windows):
+        total[s : s + w.size] += w[: n - s]
+    spans = []
+    for s, w in zip(starts, windows):
+        m = min(w.size, n - s)
+        alone = np.zeros(w.size + 2, np.int8)
+        alone[1 : m + 1] = (w[:m] == 1.0) & (total[s : s + m] == 1.0)
+        edges = np.flatnonzero(np.diff(alone))
+        runs = list(zip(edges[::2], edges[1::2]))
+        a, b = max(runs, key=lambda ab: ab[1] - ab[0], default=(0, 0))
+        spans.append((int(a), int(b)))
+    return spans
+
+
+def uncovered_runs(n: int, spans: list[tuple[int, int]]) -> list[slice]:
+    """The runs of [0, n) that none of the [a, b) spans covers, as slices."""
+    covered = np.zeros(n + 2, bool)
+    covered[0] = covered[-1] = True
+    for a, b in spans:
+        covered[1 + max(a, 0) : 1 + min(b, n)] = True
+    edges = np.flatnonzero(np.diff(covered.astype(np.int8)))
+    return [slice(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
+
+
 def _max_value(dtype: np.dtype) -> float:
     if dtype == np.uint8:
         return 255.0
@@ -166,6 +207,14 @@ class Tiler:
         self._weights = _WeightCache(self.wy, self.wx)
         self._band_in: np.ndarray | None = None
         self._raw: np.ndarray | None = None
+        # Pixel tiles (run_pixels giving uint8) are copied where their window is 1 and blended
+        # in floats only on the frame where it is below 1: a tile row's interior rows, and on
+        # those rows the columns no tile's interior covers.
+        self.y_ones = exclusive_spans(self.ys, self.wy, height)
+        self.x_ones = exclusive_spans(self.xs, self.wx, width)
+        self.blend_cols = uncovered_runs(width, [(x + a, x + b) for x, (a, b) in zip(self.xs, self.x_ones)])
+        self._band_out: np.ndarray | None = None
+        self._row_copied = np.zeros(t, bool)  # band rows whose covered columns hold copied pixels
 
     @property
     def tiles(self) -> int:
@@ -258,6 +307,8 @@ class Tiler:
         acc, wacc = self._acc, self._wacc
         acc.fill(0.0)
         wacc.fill(0.0)
+        copy_pixels: bool | None = None  # set by the first tile: a uint8 result into a uint8 output
+        self._row_copied.fill(False)
         done, total = 0, self.tiles
         for r, y0 in enumerate(self.ys):
             rows_in = self._row_slice[r]
@@ -267,23 +318,29 @@ class Tiler:
                 band = image[rows_in]
             for c, x0 in enumerate(self.xs):
                 cols_in = self._col_slice[c]
-                if cols_in is None:
-                    np.take(band, self.col_index[c], axis=1, out=raw[0])
+                if pixels and cols_in is not None:  # the pixel tile function reads the image's own pixels
+                    result = run_pixels(band[None, :, cols_in])[0]
                 else:
-                    raw[0] = band[:, cols_in]
-                if pixels:
-                    result = run_pixels(raw)[0]
+                    if cols_in is None:
+                        np.take(band, self.col_index[c], axis=1, out=raw[0])
+                    else:
+                        raw[0] = band[:, cols_in]
+                    if pixels:
+                        result = run_pixels(raw)[0]
+                    else:
+                        np.multiply(raw[0], in_scale, out=self._tile_f, casting="unsafe")
+                        if image.dtype.kind == "f":
+                            np.clip(self._tile_f, 0.0, 1.0, out=self._tile_f)
+                        result = self._run_tile(run)
+                if copy_pixels is None:
+                    copy_pixels = result.dtype == np.uint8 and np.dtype(out_dtype) == np.uint8
+                j0, j1 = 0, min(t, self.width - x0)
+                if copy_pixels:
+                    self._place_pixels(result, r, c, j1)
                 else:
-                    np.multiply(raw[0], in_scale, out=self._tile_f, casting="unsafe")
-                    if image.dtype.kind == "f":
-                        np.clip(self._tile_f, 0.0, 1.0, out=self._tile_f)
-                    result = self._run_tile(run)
-                j0, j1 = max(0, -x0), min(t, self.width - x0)
-                wpart = self._weights.get(r, c)[:, j0:j1]
-                weighted = self._weighted[:, : j1 - j0]
-                np.multiply(result[:, j0:j1], wpart[..., None], out=weighted)
-                acc[:, x0 + j0 : x0 + j1] += weighted
-                wacc[:, x0 + j0 : x0 + j1] += wpart
+                    if result.dtype == np.uint8:  # pixels into a non-8-bit output: blend them all
+                        result = pixels_to_unit(result, self._res)
+                    self._blend(result[:, j0:j1], r, c, slice(0, t), slice(j0, j1))
                 done += 1
                 if progress is not None:
                     progress(done, total)
@@ -291,16 +348,58 @@ class Tiler:
             lo, hi = self.row_spans[r]
             if hi > lo:
                 a, b = lo - y0, hi - y0
-                rows = acc[a:b] / np.maximum(wacc[a:b], 1e-12)[..., None]
-                sink(lo, _to_dtype(rows, np.dtype(out_dtype), out_max))
+                if copy_pixels:
+                    sink(lo, self._finish_pixels(a, b))
+                else:
+                    rows = acc[a:b] / np.maximum(wacc[a:b], 1e-12)[..., None]
+                    sink(lo, _to_dtype(rows, np.dtype(out_dtype), out_max))
             if not last:
                 shift = self.ys[r + 1] - y0
                 keep = t - shift
-                acc[:keep] = acc[shift:]
-                acc[keep:] = 0.0
-                wacc[:keep] = wacc[shift:]
-                wacc[keep:] = 0.0
+                bands = (acc, wacc, self._row_copied) + ((self._band_out,) if copy_pixels else ())
+                for band_buf in bands:
+                    band_buf[:keep] = band_buf[shift:]
+                    band_buf[keep:] = 0
         return out
+
+    def _blend(self, values: np.ndarray, r: int, c: int, rows: slice, cols: slice) -> None:
+        """Add `values` (floats in [0, 1] of the tile's rows x cols) x the tile's weights into the band."""
+        x0, wpart = self.xs[c], self._weights.get(r, c)[rows, cols]
+        weighted = self._weighted[: wpart.shape[0], : wpart.shape[1]]
+        np.multiply(values, wpart[..., None], out=weighted)
+        self._acc[rows, x0 + cols.start : x0 + cols.stop] += weighted
+        self._wacc[rows, x0 + cols.start : x0 + cols.stop] += wpart
+
+    def _place_pixels(self, pixels: np.ndarray, r: int, c: int, width: int) -> None:
+        """Copy a uint8 tile's interior (window 1) into the output band and blend its frame: where
+        the window is 1 no other tile has weight, so the copy is the blended result, bit for bit."""
+        t, x0 = self.tile, self.xs[c]
+        if self._band_out is None:
+            self._band_out = np.zeros((t, self.width, self.image_channels), np.uint8)
+        ya, yb = self.y_ones[r]
+        xa, xb = self.x_ones[c]
+        if yb <= ya or xb <= xa:  # no interior: all frame
+            ya = yb = 0
+        else:
+            self._band_out[ya:yb, x0 + xa : x0 + xb] = pixels[ya:yb, xa:xb]
+            self._row_copied[ya:yb] = True
+        frame = ((slice(0, ya), slice(0, width)), (slice(yb, t), slice(0, width)),
+                 (slice(ya, yb), slice(0, xa)), (slice(ya, yb), slice(xb, width)))
+        for rows, cols in frame:
+            part = pixels[rows, cols]
+            if part.size:
+                self._blend(pixels_to_unit(part, self._res[: part.shape[0], : part.shape[1]]), r, c, rows, cols)
+
+    def _finish_pixels(self, a: int, b: int) -> np.ndarray:
+        """Band rows [a, b) as uint8: copied pixels as they are, the rest blended from the floats."""
+        band, copied = self._band_out, self._row_copied
+        assert band is not None
+        edges = [a] + [a + 1 + int(i) for i in np.flatnonzero(copied[a + 1 : b] != copied[a : b - 1])] + [b]
+        for y, z in zip(edges[:-1], edges[1:]):
+            for cols in (self.blend_cols if copied[y] else [slice(0, self.width)]):
+                rows = self._acc[y:z, cols] / np.maximum(self._wacc[y:z, cols], 1e-12)[..., None]
+                band[y:z, cols] = _to_dtype(rows, np.dtype(np.uint8), 255.0)
+        return band[a:b]
 
 
 class _WeightCache:

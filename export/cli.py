@@ -8,6 +8,7 @@ two can be compared.
 Examples:
   python -m export runs/denoise-qat/best.pt --out models --name denoise
   python -m export runs/denoise/best.pt --out out/ptq --ptq-data ../shared/datasets/CBSD432
+  python -m export runs/minimal-qat/best.pt --out models --name denoise_minimal --upsample resize   # Coral
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import sys
 
 from edge_runtime.contract import DEFAULT_OVERLAP, DEFAULT_TILE
 
+from .onnx_to_tf import UPSAMPLE_OPS
 from .pipeline import ExportConfig, export_all
 
 
@@ -36,6 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ptq-data", action="append", default=[], metavar="DIR",
                    help="photos for PTQ calibration (default: dead-leaves images)")
     p.add_argument("--ptq-samples", type=int, default=64, help="calibration tiles for PTQ (default %(default)s)")
+    p.add_argument("--upsample", choices=UPSAMPLE_OPS, default="concat",
+                   help="how the TFLite files write nearest x2 upsampling: concat (RESHAPE + CONCATENATION, "
+                        "the same values, kept inside XNNPACK on CPUs: one graph partition, a few %% faster) or "
+                        "resize (RESIZE_NEAREST_NEIGHBOR, which XNNPACK leaves to TFLite's own kernel; the op "
+                        "Coral documents for the Edge TPU; default %(default)s)")
     return p
 
 
@@ -44,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cfg = ExportConfig(checkpoint=args.checkpoint, out_dir=args.out, name=args.name, tile=args.tile, overlap=args.overlap,
                        io_dtype=args.io, dynamic_onnx=args.dynamic_onnx, ptq=args.ptq, ptq_data=args.ptq_data,
-                       ptq_samples=args.ptq_samples)
+                       ptq_samples=args.ptq_samples, upsample=args.upsample)
     try:
         files = export_all(cfg)
     except (ValueError, FileNotFoundError) as exc:

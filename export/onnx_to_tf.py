@@ -54,12 +54,22 @@ def _to_nhwc_const(value: np.ndarray) -> np.ndarray:
     return value.transpose(0, 2, 3, 1) if value.ndim == 4 else value
 
 
+#: How nearest-neighbour upsampling by an integer factor k is written: "concat" (each pixel
+#: repeated k times along the columns, then each row k times: RESHAPE and CONCATENATION, the same
+#: values, all inside XNNPACK, which has no RESIZE_NEAREST_NEIGHBOR and would split the graph) or
+#: "resize" (RESIZE_NEAREST_NEIGHBOR, the upsampling op Coral documents for the Edge TPU).
+UPSAMPLE_OPS = ("concat", "resize")
+
+
 class GraphTranslator:
     """Walks the ONNX nodes in order and emits the equivalent TensorFlow ops (NHWC)."""
 
-    def __init__(self, model: onnx.ModelProto) -> None:
+    def __init__(self, model: onnx.ModelProto, upsample: str = "concat") -> None:
         import tensorflow as tf
 
+        if upsample not in UPSAMPLE_OPS:
+            raise ValueError(f"upsample must be one of {UPSAMPLE_OPS}, got {upsample!r}")
+        self.upsample = upsample
         self.tf = tf
         self.graph = model.graph
         self.consts: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in self.graph.initializer}
@@ -187,6 +197,15 @@ class GraphTranslator:
             size = [int(h * scales[2]), int(w * scales[3])]
         else:
             size = [int(v) for v in np.asarray(x[3])[2:]]
+        if self.upsample == "concat":
+            k, c = size[0] // h, x[0].shape[3]
+            if size != [k * h, k * w] or k < 2:
+                raise UnsupportedGraphError(f"Resize {h}x{w} -> {size[0]}x{size[1]} is not one integer factor on both "
+                                            "axes: export with upsample 'resize'")
+            tf = self.tf  # tensors of rank 3 at most, as the Edge TPU's list also allows
+            cols = tf.concat([tf.reshape(x[0], [h * w, 1, c])] * k, axis=1)  # pixel (i, j) k times
+            rows = tf.concat([tf.reshape(cols, [h, 1, k * w * c])] * k, axis=1)  # row i k times
+            return tf.reshape(rows, [1, k * h, k * w, c])
         # Asymmetric nearest with integer factors equals torch's 'nearest' (floor(dst / factor)).
         return self.tf.raw_ops.ResizeNearestNeighbor(images=x[0], size=size, align_corners=False, half_pixel_centers=False)
 
@@ -200,11 +219,12 @@ class GraphTranslator:
 WEIGHT_QMAX = 127
 
 
-def tf_function_from_onnx(model: onnx.ModelProto, tile: int, channels: int) -> Any:
-    """A concrete tf.function taking a 1xTxTxC float32 NHWC tensor, equivalent to the ONNX graph."""
+def tf_function_from_onnx(model: onnx.ModelProto, tile: int, channels: int, upsample: str = "concat") -> Any:
+    """A concrete tf.function taking a 1xTxTxC float32 NHWC tensor, equivalent to the ONNX graph
+    (`upsample`: see UPSAMPLE_OPS)."""
     import tensorflow as tf
 
-    translate = GraphTranslator(model)
+    translate = GraphTranslator(model, upsample)
 
     @tf.function(input_signature=[tf.TensorSpec([1, tile, tile, channels], tf.float32, name="input")], autograph=False)
     def restore(x: Any) -> Any:

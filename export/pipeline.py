@@ -37,6 +37,7 @@ class ExportConfig:
     ptq: bool = False
     ptq_data: list[str] = field(default_factory=list)
     ptq_samples: int = 64
+    upsample: str = "concat"  # or "resize" (see onnx_to_tf.UPSAMPLE_OPS)
 
 
 def contract_for(ckpt: dict, cfg: ExportConfig) -> ModelContract:
@@ -87,15 +88,15 @@ def export_all(cfg: ExportConfig) -> dict[str, str]:
     if cfg.dynamic_onnx:
         export_onnx(model, out / f"{cfg.name}_float_dynamic.onnx", contract, dynamic=True)
         files["onnx_float_dynamic"] = str(out / f"{cfg.name}_float_dynamic.onnx")
-    files["tflite_float"] = str(write_bytes(out / f"{cfg.name}_float.tflite", tflite_float(float_onnx, contract)))
-    files["tflite_fp16"] = str(write_bytes(out / f"{cfg.name}_fp16.tflite", tflite_fp16(float_onnx, contract)))
+    files["tflite_float"] = str(write_bytes(out / f"{cfg.name}_float.tflite", tflite_float(float_onnx, contract, cfg.upsample)))
+    files["tflite_fp16"] = str(write_bytes(out / f"{cfg.name}_fp16.tflite", tflite_fp16(float_onnx, contract, cfg.upsample)))
 
     files["checkpoint"] = str(strip_checkpoint(cfg.checkpoint, out / f"{cfg.name}_{'qat' if qat else 'float'}.pt"))
     if qat:
         set_quant_mode(model, "quant")
         qdq = export_onnx(model, out / f"{cfg.name}_qdq.onnx", contract.replace(quantization="int8-qat"))
         files["onnx_qdq"] = str(out / f"{cfg.name}_qdq.onnx")
-        int8 = tflite_int8_from_qdq(qdq, contract, cfg.io_dtype)
+        int8 = tflite_int8_from_qdq(qdq, contract, cfg.io_dtype, cfg.upsample)
         files["tflite_int8"] = str(write_bytes(out / f"{cfg.name}_int8.tflite", int8))
         report = audit_scales(qdq, int8)
         log.info(report.summary())
@@ -104,6 +105,6 @@ def export_all(cfg: ExportConfig) -> dict[str, str]:
             raise RuntimeError(report.summary())
     if cfg.ptq or not qat:
         tiles = representative_tiles(ckpt, cfg.tile, model.cfg.channels, cfg.ptq_data, cfg.ptq_samples)
-        ptq = tflite_int8_ptq(float_onnx, contract, tiles, cfg.io_dtype)
+        ptq = tflite_int8_ptq(float_onnx, contract, tiles, cfg.io_dtype, cfg.upsample)
         files["tflite_int8_ptq"] = str(write_bytes(out / f"{cfg.name}_int8_ptq.tflite", ptq))
     return files

@@ -27,10 +27,10 @@ class ConversionError(RuntimeError):
     """The converter produced something other than what was asked for."""
 
 
-def _converter(onnx_model: onnx.ModelProto, contract: ModelContract, workdir: str):
+def _converter(onnx_model: onnx.ModelProto, contract: ModelContract, workdir: str, upsample: str):
     import tensorflow as tf
 
-    fn = tf_function_from_onnx(onnx_model, contract.tile_size, contract.channels)
+    fn = tf_function_from_onnx(onnx_model, contract.tile_size, contract.channels, upsample)
     module = tf.Module()
     module.restore = fn
     # Through a SavedModel: that is the path on which TFLiteConverter recognises fake-quant
@@ -39,9 +39,9 @@ def _converter(onnx_model: onnx.ModelProto, contract: ModelContract, workdir: st
     return tf.lite.TFLiteConverter.from_saved_model(workdir)
 
 
-def _convert(onnx_model: onnx.ModelProto, contract: ModelContract, configure: Callable) -> bytes:
+def _convert(onnx_model: onnx.ModelProto, contract: ModelContract, configure: Callable, upsample: str) -> bytes:
     with tempfile.TemporaryDirectory(prefix="edge-restore-tf-") as workdir:
-        converter = _converter(onnx_model, contract, workdir)
+        converter = _converter(onnx_model, contract, workdir, upsample)
         configure(converter)
         return bytes(converter.convert())
 
@@ -56,12 +56,12 @@ def _set_io(converter, io_dtype: str) -> None:
         converter.inference_output_type = getattr(tf, io_dtype)
 
 
-def tflite_float(onnx_model: onnx.ModelProto, contract: ModelContract) -> bytes:
-    """Plain float32 TFLite model."""
-    return stamp_tflite(_convert(onnx_model, contract, lambda c: None), contract.replace(quantization="float"))
+def tflite_float(onnx_model: onnx.ModelProto, contract: ModelContract, upsample: str = "concat") -> bytes:
+    """Plain float32 TFLite model (`upsample`: how nearest x2 is written, see onnx_to_tf.UPSAMPLE_OPS)."""
+    return stamp_tflite(_convert(onnx_model, contract, lambda c: None, upsample), contract.replace(quantization="float"))
 
 
-def tflite_fp16(onnx_model: onnx.ModelProto, contract: ModelContract) -> bytes:
+def tflite_fp16(onnx_model: onnx.ModelProto, contract: ModelContract, upsample: str = "concat") -> bytes:
     """Float16 weights, float32 compute/I-O (halves the file; GPU delegates run it in fp16)."""
     import tensorflow as tf
 
@@ -69,10 +69,11 @@ def tflite_fp16(onnx_model: onnx.ModelProto, contract: ModelContract) -> bytes:
         c.optimizations = [tf.lite.Optimize.DEFAULT]
         c.target_spec.supported_types = [tf.float16]
 
-    return stamp_tflite(_convert(onnx_model, contract, configure), contract.replace(quantization="fp16"))
+    return stamp_tflite(_convert(onnx_model, contract, configure, upsample), contract.replace(quantization="fp16"))
 
 
-def tflite_int8_from_qdq(qdq_model: onnx.ModelProto, contract: ModelContract, io_dtype: str = "int8") -> bytes:
+def tflite_int8_from_qdq(qdq_model: onnx.ModelProto, contract: ModelContract, io_dtype: str = "int8",
+                         upsample: str = "concat") -> bytes:
     """Fully-integer model whose scales are the QDQ graph's (QAT) scales; no re-calibration."""
     import tensorflow as tf
 
@@ -80,13 +81,13 @@ def tflite_int8_from_qdq(qdq_model: onnx.ModelProto, contract: ModelContract, io
         c.optimizations = [tf.lite.Optimize.DEFAULT]
         _set_io(c, io_dtype)
 
-    data, _ = split_hard_swish(_convert(qdq_model, contract, configure))
+    data, _ = split_hard_swish(_convert(qdq_model, contract, configure, upsample))
     check_fully_integer(data, io_dtype)
     return stamp_tflite(data, contract.replace(quantization="int8-qat"))
 
 
 def tflite_int8_ptq(float_model: onnx.ModelProto, contract: ModelContract, representative: Iterable[np.ndarray],
-                    io_dtype: str = "int8") -> bytes:
+                    io_dtype: str = "int8", upsample: str = "concat") -> bytes:
     """Post-training quantization from the float graph, calibrated on `representative` NHWC tiles."""
     import tensorflow as tf
 
@@ -98,7 +99,7 @@ def tflite_int8_ptq(float_model: onnx.ModelProto, contract: ModelContract, repre
         c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         _set_io(c, io_dtype)
 
-    data, _ = split_hard_swish(_convert(float_model, contract, configure))
+    data, _ = split_hard_swish(_convert(float_model, contract, configure, upsample))
     check_fully_integer(data, io_dtype)
     return stamp_tflite(data, contract.replace(quantization="int8-ptq"))
 

@@ -111,7 +111,7 @@ NOT_SUPPORTED_HINTS = {
     "HARD_SWISH": "not on the Edge TPU list: use ReLU/ReLU6 (the 'minimalistic' preset) instead of hard-swish",
     "DEQUANTIZE": "not on the Edge TPU list: keep the model fully integer (int8/uint8 in and out)",
     "LEAKY_RELU": "not on the Edge TPU list: use ReLU or PReLU",
-    "DEPTH_TO_SPACE": "not on the Edge TPU list: use RESIZE_NEAREST_NEIGHBOR + conv for upsampling",
+    "DEPTH_TO_SPACE": "not on the Edge TPU list: use RESIZE_NEAREST_NEIGHBOR (python -m export --upsample resize)",
     "MIRROR_PAD": "not on the Edge TPU list: use zero PAD",
     "PADV2": "not on the Edge TPU list: use PAD",
     "DIV": "not on the Edge TPU list: multiply by a constant instead",

@@ -16,7 +16,7 @@ $PY -m train --task denoise --preset minimalistic --warm-start "$INIT" --data "$
     --batch 16 --patch 64 --lr 5e-4 --warmup 100 --val-every 500 --threads 1 --out "$RUNS/minimal"
 $PY -m train --task denoise --qat --init-from "$RUNS/minimal/best.pt" --data "$DATA" --val "$VAL" --steps 1000 \
     --batch 16 --patch 64 --lr 1e-4 --warmup 50 --val-every 250 --threads 1 --out "$RUNS/minimal-qat"
-$PY -m export "$RUNS/minimal-qat/best.pt" --out "$OUT" --name denoise_minimal --tile 256 --overlap 16 --ptq --ptq-data "$DATA"
+$PY -m export "$RUNS/minimal-qat/best.pt" --out "$OUT" --name denoise_minimal --tile 256 --overlap 16 --ptq --ptq-data "$DATA" --upsample resize
 $PY scripts/edgetpu_readiness.py "$OUT/denoise_minimal_int8.tflite"
 for set in "$VAL" "$DATA --held-out"; do
   # shellcheck disable=SC2086

@@ -161,3 +161,42 @@ def test_ptq_calibration_reflects_photos_smaller_than_the_tile():
     assert grown.shape == (32, 40, 3)
     assert np.array_equal(grown, np.pad(image, ((0, 11), (0, 0), (0, 0)), mode="reflect"))
     assert _reflected_to(image, 16) is image
+
+
+def test_upsampling_by_concat_keeps_one_xnnpack_partition_and_the_same_values(exported):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edge_runtime.profiling import delegate_partitions
+
+    _, out = exported
+    qdq, contract = onnx.load(str(out / "tiny_qdq.onnx")), read_contract((out / "tiny_int8.tflite").read_bytes())
+    x = np.random.default_rng(1).integers(-128, 128, (1, TILE, TILE, 3), dtype=np.int8)
+    results, partitions = {}, {}
+    for upsample in ("concat", "resize"):
+        interp = Interpreter(model_content=tflite_int8_from_qdq(qdq, contract, upsample=upsample), num_threads=1)
+        interp.allocate_tensors()
+        ops = {o["op_name"] for o in interp._get_ops_details()}
+        assert ("RESIZE_NEAREST_NEIGHBOR" in ops) == (upsample == "resize"), ops
+        partitions[upsample] = delegate_partitions(interp)
+        interp.set_tensor(interp.get_input_details()[0]["index"], x)
+        interp.invoke()
+        results[upsample] = interp.get_tensor(interp.get_output_details()[0]["index"])
+    assert np.array_equal(results["concat"], results["resize"])
+    assert partitions["concat"] == 1 < partitions["resize"]
+    # the shipped export is the concat one
+    shipped = Interpreter(model_path=str(out / "tiny_int8.tflite"))
+    assert "RESIZE_NEAREST_NEIGHBOR" not in {o["op_name"] for o in shipped._get_ops_details()}
+
+
+def test_upsample_factor_that_concat_cannot_write_is_refused():
+    import tensorflow as tf
+
+    node = onnx.helper.make_node("Resize", ["x", "", "scales"], ["y"], mode="nearest")
+    translator = GraphTranslator(onnx.helper.make_model(onnx.helper.make_graph([], "g", [], [])), upsample="concat")
+    x = tf.zeros([1, 4, 4, 2])
+    with pytest.raises(UnsupportedGraphError, match="upsample 'resize'"):
+        translator._resize(node, [x, None, np.array([1, 1, 2, 3], np.float32)])
+    assert GraphTranslator(onnx.helper.make_model(onnx.helper.make_graph([], "g", [], [])), upsample="resize")._resize(
+        node, [x, None, np.array([1, 1, 2, 3], np.float32)]).shape == (1, 8, 12, 2)
+    with pytest.raises(ValueError, match="upsample must be one of"):
+        GraphTranslator(onnx.helper.make_model(onnx.helper.make_graph([], "g", [], [])), upsample="bilinear")

@@ -12,6 +12,7 @@ import pytest
 
 from edge_runtime import DeviceError, ModelError, backends, load_model
 from edge_runtime.backends import dequantize, open_backend, quantize
+from edge_runtime.tiling import pixels_to_unit
 from edge_runtime.metrics import psnr
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,7 +64,22 @@ def test_pixel_input_skips_the_float_round_trip_bit_for_bit(model_dir, name):
     as_float = np.empty(pixels.shape, np.float32)
     np.multiply(pixels, 1.0 / 255, out=as_float, casting="unsafe")
     expected = backend.run(as_float).copy()
-    assert np.array_equal(backend.run_pixels(pixels), expected)
+    got = backend.run_pixels(pixels)
+    if backend.gives_pixels:  # the output is the pixel grid too: 8-bit pixels back
+        assert got.dtype == np.uint8
+        got = pixels_to_unit(got, np.empty(got.shape, np.float32))
+    assert np.array_equal(got, expected)
+
+
+def test_only_a_pixel_grid_output_gives_pixels(model_dir):
+    # exported models pin both ends to scale 1/255, zero point -128; the fixtures' own int8/uint8
+    # models quantize the output differently, so they must return floats
+    assert open_backend(model_dir / "exported_int8.tflite").gives_pixels
+    for name in ("int8.tflite", "uint8.tflite", "float32.tflite"):
+        backend = open_backend(model_dir / name)
+        assert not backend.gives_pixels
+        if backend.takes_pixels:
+            assert backend.run_pixels(np.zeros((1, 32, 32, 3), np.uint8)).dtype == np.float32
 
 
 def test_pixel_input_is_refused_where_the_input_is_not_the_pixel_grid(model_dir):

@@ -7,7 +7,15 @@ import pytest
 
 from edge_runtime import FrameStream, load_model
 from edge_runtime.metrics import psnr
-from edge_runtime.tiling import Tiler, axis_windows, blend_ramp, reflect_indices, restore_tiled, tile_starts
+from edge_runtime.tiling import (
+    Tiler,
+    axis_windows,
+    blend_ramp,
+    pixels_to_unit,
+    reflect_indices,
+    restore_tiled,
+    tile_starts,
+)
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 7, 32])
@@ -272,4 +280,53 @@ def test_8bit_images_take_the_pixel_path_with_identical_output(int8_model, shape
     assert np.array_equal(tiler.run(image, model.run_tile, run_pixels=counted), through_float)
     # colour images go through the pixel path; gray is replicated to 3 channels in float
     assert calls == ([np.uint8] * tiler.tiles if shape[2] == 3 else [])
+    assert np.array_equal(model.restore(image), through_float)
+
+
+def _pixel_model(pixels: np.ndarray) -> np.ndarray:
+    """A uint8 -> uint8 tile function that differs per tile position and per tile content, so a
+    copied interior or a mis-blended frame shows (its float twin is `_pixel_model_float`)."""
+    t = pixels.shape[1]
+    ramp = (np.arange(t)[:, None] * 7 + np.arange(t)[None, :] * 3).astype(np.int32)[None, ..., None]
+    mean = int(pixels.mean())  # the tile's content: a neighbour's output differs on the overlap
+    return ((pixels.astype(np.int32) * 5 + ramp + mean) % 256).astype(np.uint8)
+
+
+def _pixel_model_float(tile: np.ndarray) -> np.ndarray:
+    pixels = np.rint(tile * 255.0).astype(np.uint8)
+    return pixels_to_unit(_pixel_model(pixels), np.empty(tile.shape, np.float32))
+
+
+@pytest.mark.parametrize("shape", [*IN_PLACE_SHAPES, (200, 301), (77, 130)])
+@pytest.mark.parametrize("overlap", [0, 4, 9])
+def test_copied_pixel_tiles_equal_float_blending_bit_for_bit(shape, overlap):
+    image = np.random.default_rng(sum(shape) + overlap).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    tiler = Tiler(shape[0], shape[1], 32, overlap)
+    expected = tiler.run(image, _pixel_model_float)
+    assert np.array_equal(tiler.run(image, _pixel_model_float, run_pixels=_pixel_model), expected)
+    work = image.copy()  # in place, and the tiler's buffers reused from the run before
+    assert np.array_equal(tiler.run(work, _pixel_model_float, out=work, run_pixels=_pixel_model), expected)
+    # a float output takes the pixels through the float blend: the same values before rounding
+    as_float = tiler.run(image, _pixel_model_float, out=np.empty(image.shape, np.float32), run_pixels=_pixel_model)
+    assert np.array_equal(np.rint(as_float * 255).astype(np.uint8), expected)
+
+
+def test_copy_path_blends_only_the_frame():
+    tiler = Tiler(100, 301, 32, 8)
+    # interiors: every tile's window is 1 on one span; columns no interior covers are blended
+    assert all(b > a for a, b in tiler.x_ones + tiler.y_ones)
+    blended = sum(s.stop - s.start for s in tiler.blend_cols)
+    assert 0 < blended < 0.3 * 301
+    for s in tiler.blend_cols:  # exactly the columns where every tile's weight is below 1
+        for x in range(s.start, s.stop):
+            assert all(w[x - x0] < 1 for x0, w in zip(tiler.xs, tiler.wx) if 0 <= x - x0 < 32)
+
+
+def test_exported_model_output_is_copied_and_matches_the_float_path(model_dir):
+    model = load_model(model_dir / "exported_int8.tflite")
+    assert model.backend.gives_pixels
+    shape = (83, 120, 3)
+    image = np.random.default_rng(5).integers(0, 256, shape, dtype=np.uint8)
+    tiler = model.tiler(*shape)
+    through_float = tiler.run(image, model.run_tile)
     assert np.array_equal(model.restore(image), through_float)
