@@ -87,6 +87,31 @@ def test_fake_quant_output_is_on_the_8bit_pixel_grid_and_weights_on_int8_grids()
     assert levels.abs().max() <= 127 and np.allclose((fq / scale).numpy(), levels.numpy(), atol=1e-3)
 
 
+def test_residual_is_pinned_to_the_pixel_lattice_even_from_a_float_checkpoint():
+    from train.quant import RESIDUAL_QPARAMS
+
+    torch.manual_seed(0)
+    cfg = RestorerConfig(widths=(8, 16), blocks=(1, 1), expansion=2)
+    float_state = build_restorer(cfg).state_dict()
+    float_state["head.q_conv.scale"].fill_(1.0)  # what an unobserved float checkpoint carries
+    model = build_restorer(cfg).eval()
+    model.load_state_dict(float_state)
+    x = torch.rand(2, 3, 16, 16)
+    set_quant_mode(model, "observe")
+    with torch.no_grad():
+        model.head.conv.weight.mul_(50.0)  # a residual far beyond +-0.5: an observed range would follow it
+        model(x)
+    freeze_ranges(model)
+    q = model.head.q_conv
+    assert (float(q.scale), int(q.zero_point)) == (pytest.approx(RESIDUAL_QPARAMS[0]), RESIDUAL_QPARAMS[1])
+    set_quant_mode(model, "quant")
+    with torch.no_grad():
+        r = model.head(model.decoders[0](model.stem(model.q_in(x))))
+    steps = r * 255 / 2  # residual steps of 2/255: every value is a whole step, inside [-128, 127]
+    assert torch.allclose(steps, steps.round(), atol=1e-3)
+    assert steps.min() > -128.01 and steps.max() < 127.01 and steps.abs().max() > 100  # saturated, not rescaled
+
+
 def test_percentile_observer_ignores_rare_outliers():
     import torch
     from train.quant import ActQuant, set_observer_percentile

@@ -20,7 +20,7 @@ from torch.utils.checkpoint import checkpoint
 
 from edge_runtime.contract import io_quantization
 
-from .quant import GATE_QPARAMS, RELU6_QPARAMS, ActQuant, QConv2d
+from .quant import GATE_QPARAMS, RELU6_QPARAMS, RESIDUAL_QPARAMS, ActQuant, QConv2d
 
 
 
@@ -101,11 +101,12 @@ class ConvAct(nn.Module):
     with a point after the conv, inside the gate, and after the product.
     """
 
-    def __init__(self, cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, act: str | None = None) -> None:
+    def __init__(self, cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, act: str | None = None,
+                 out_qparams: tuple[float, int] | None = None) -> None:
         super().__init__()
         self.conv = QConv2d(cin, cout, k, stride, padding=k // 2, groups=groups)
         self.act = act
-        self.q_conv = ActQuant()
+        self.q_conv = ActQuant(fixed=out_qparams)  # observed unless pinned
         self.gate = HardSigmoid() if act == "hardswish" else None
         self.q_act = ActQuant() if act == "hardswish" else None
 
@@ -190,7 +191,7 @@ class Restorer(nn.Module):
         self.ups = nn.ModuleList(Upsample(w[i + 1], w[i]) for i in range(cfg.depth))
         self.q_skips = nn.ModuleList(ActQuant() for _ in range(cfg.depth))
         self.decoders = nn.ModuleList(stage(w[i], cfg.blocks[i]) for i in range(cfg.depth))
-        self.head = ConvAct(w[0], cfg.channels, 3)
+        self.head = ConvAct(w[0], cfg.channels, 3, out_qparams=RESIDUAL_QPARAMS)
         self.q_out = ActQuant(fixed=io_quantization("int8"))
         with torch.no_grad():  # start close to the identity map: the residual is small
             self.head.conv.weight.mul_(0.1)
