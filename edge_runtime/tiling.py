@@ -18,6 +18,12 @@ where its neighbour's falls, with weight 0 before it), and the result is still d
 accumulated weights, so there are no seams. As long as the model's receptive-field radius is at
 most g, tiled output equals whole-image inference for images at least a tile large.
 
+Copying. A model whose output is the 8-bit pixel grid too (`run_pixels` returns uint8) has its
+tiles copied straight into the output wherever the tile's window is 1 and no other tile's is
+above 0 (`exclusive_spans`), which is most of each tile; floats are accumulated only on the frame
+around it. Where one tile has all the weight the blend is that tile's value, so the result is bit
+for bit the float path's, with a fraction of its work.
+
 Memory. Tile rows are processed top to bottom; only a band of T rows of float accumulators
 (T x W x C) is kept, and rows no later tile can touch are converted and written out at once. The
 input and output tiles, the band and the windows are allocated once and reused for every tile
@@ -271,7 +277,8 @@ class Tiler:
         ((1, T, T, C) uint8) and returns what `run` would for them divided by 255; it is used for
         uint8 images whose channels match the model, which then skip the float round trip.
 
-        Finished rows go to `sink(row, rows)` if given, else into `out` (allocated with the image's
+        Finished rows go to `sink(row, rows)` if given (`rows` is only valid during the call: it may
+        be the tiler's own buffer), else into `out` (allocated with the image's
         shape and dtype when None), which is returned. `out` may be `image` itself (restored in
         place, bit-identical to a separate output); any other overlap with `image` is refused.
         Integer outputs are rounded and clipped; float outputs are clipped to [0, 1].
