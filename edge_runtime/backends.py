@@ -222,7 +222,7 @@ class TFLiteBackend(Backend):
         try:
             self.interpreter.invoke()
         except (RuntimeError, ValueError) as exc:
-            raise ModelError(f"{self.path.name}: the TFLite interpreter failed to run the model ({_first_line(exc)})") from None
+            raise self._run_failed(exc) from None
         codes = self.interpreter.tensor(self._out_index)()
         if self.out_dtype == np.int8:  # code + 128: the top bit flipped again
             np.bitwise_xor(codes.view(np.uint8), 0x80, out=self._out_pixels)
@@ -230,6 +230,9 @@ class TFLiteBackend(Backend):
             self._out_pixels[...] = codes
         del codes
         return self._out_pixels
+
+    def _run_failed(self, exc: BaseException) -> ModelError:
+        return ModelError(f"{self.path.name}: the TFLite interpreter failed to run the model ({_first_line(exc)})")
 
     def _pixels_in(self, tile: np.ndarray, dest: np.ndarray) -> None:
         if self.io_dtype == np.int8:  # p - 128 is p with its top bit flipped, read as int8
@@ -243,7 +246,7 @@ class TFLiteBackend(Backend):
             self.interpreter.invoke()
             result = self.interpreter.get_tensor(self._out_index)
         except (RuntimeError, ValueError) as exc:  # a model that loads but cannot run is a bad model
-            raise ModelError(f"{self.path.name}: the TFLite interpreter failed to run the model ({_first_line(exc)})") from None
+            raise self._run_failed(exc) from None
         if self.out_dtype.kind == "f":
             np.clip(result, 0.0, 1.0, out=self._out_buf)
         else:

@@ -7,11 +7,11 @@ Each stage is compared with the one before it on identical degraded tiles:
   torch fake-quant -> ONNX QDQ        share within 1 int8 step
   ONNX QDQ         -> TFLite INT8     share within 1 int8 step
 
+and PSNR against the clean tiles for every stage, so the INT8 model's cost in dB is visible.
+
 One int8 step is one step of the last int8 tensor before the output, the head's residual
 (output = input + residual): one output level (1/255) for a residual on a 1/255 grid, two for the
 2/255 grid the residual is pinned to now, where one residual rounding moves the output by two.
-
-and PSNR against the clean tiles for every stage, so the INT8 model's cost in dB is visible.
 
 An agreement table puts the int8 rungs next to the noise floor of int8 inference itself: the same
 .tflite run by TFLite's reference kernels instead of XNNPACK. Two correct int8 implementations
