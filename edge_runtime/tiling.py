@@ -341,13 +341,13 @@ class Tiler:
                         result = self._run_tile(run)
                 if copy_pixels is None:
                     copy_pixels = result.dtype == np.uint8 and np.dtype(out_dtype) == np.uint8
-                j0, j1 = 0, min(t, self.width - x0)
+                inside = min(t, self.width - x0)  # tile columns inside the image
                 if copy_pixels:
-                    self._place_pixels(result, r, c, j1)
+                    self._place_pixels(result, r, c, inside)
                 else:
                     if result.dtype == np.uint8:  # pixels into a non-8-bit output: blend them all
                         result = pixels_to_unit(result, self._res)
-                    self._blend(result[:, j0:j1], r, c, slice(0, t), slice(j0, j1))
+                    self._blend(result[:, :inside], r, c, slice(0, t), slice(0, inside))
                 done += 1
                 if progress is not None:
                     progress(done, total)
@@ -358,8 +358,7 @@ class Tiler:
                 if copy_pixels:
                     sink(lo, self._finish_pixels(a, b))
                 else:
-                    rows = acc[a:b] / np.maximum(wacc[a:b], 1e-12)[..., None]
-                    sink(lo, _to_dtype(rows, np.dtype(out_dtype), out_max))
+                    sink(lo, _to_dtype(_normalized(acc[a:b], wacc[a:b]), np.dtype(out_dtype), out_max))
             if not last:
                 shift = self.ys[r + 1] - y0
                 keep = t - shift
@@ -404,8 +403,8 @@ class Tiler:
         edges = [a] + [a + 1 + int(i) for i in np.flatnonzero(copied[a + 1 : b] != copied[a : b - 1])] + [b]
         for y, z in zip(edges[:-1], edges[1:]):
             for cols in (self.blend_cols if copied[y] else [slice(0, self.width)]):
-                rows = self._acc[y:z, cols] / np.maximum(self._wacc[y:z, cols], 1e-12)[..., None]
-                band[y:z, cols] = _to_dtype(rows, np.dtype(np.uint8), 255.0)
+                blended = _normalized(self._acc[y:z, cols], self._wacc[y:z, cols])
+                band[y:z, cols] = _to_dtype(blended, np.dtype(np.uint8), 255.0)
         return band[a:b]
 
 
@@ -446,6 +445,11 @@ def _same_buffer(a: np.ndarray, b: np.ndarray) -> bool:
         and a.strides == b.strides
         and a.dtype == b.dtype
     )
+
+
+def _normalized(acc: np.ndarray, wacc: np.ndarray) -> np.ndarray:
+    """Accumulated weighted values divided by their accumulated weights (a new array)."""
+    return acc / np.maximum(wacc, 1e-12)[..., None]
 
 
 def _to_dtype(rows: np.ndarray, dtype: np.dtype, max_value: float) -> np.ndarray:

@@ -19,7 +19,7 @@ import sys
 
 from edge_runtime.contract import DEFAULT_OVERLAP, DEFAULT_TILE
 
-from .onnx_to_tf import UPSAMPLE_OPS
+from .onnx_to_tf import DEFAULT_UPSAMPLE, UPSAMPLE_OPS
 from .pipeline import ExportConfig, export_all
 
 
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ptq-data", action="append", default=[], metavar="DIR",
                    help="photos for PTQ calibration (default: dead-leaves images)")
     p.add_argument("--ptq-samples", type=int, default=64, help="calibration tiles for PTQ (default %(default)s)")
-    p.add_argument("--upsample", choices=UPSAMPLE_OPS, default="concat",
+    p.add_argument("--upsample", choices=UPSAMPLE_OPS, default=DEFAULT_UPSAMPLE,
                    help="how the TFLite files write nearest x2 upsampling: concat (RESHAPE + CONCATENATION, "
                         "the same values, kept inside XNNPACK on CPUs: one graph partition, a few %% faster) or "
                         "resize (RESIZE_NEAREST_NEIGHBOR, which XNNPACK leaves to TFLite's own kernel; the op "

@@ -59,12 +59,13 @@ def _to_nhwc_const(value: np.ndarray) -> np.ndarray:
 #: values, all inside XNNPACK, which has no RESIZE_NEAREST_NEIGHBOR and would split the graph) or
 #: "resize" (RESIZE_NEAREST_NEIGHBOR, the upsampling op Coral documents for the Edge TPU).
 UPSAMPLE_OPS = ("concat", "resize")
+DEFAULT_UPSAMPLE = "concat"
 
 
 class GraphTranslator:
     """Walks the ONNX nodes in order and emits the equivalent TensorFlow ops (NHWC)."""
 
-    def __init__(self, model: onnx.ModelProto, upsample: str = "concat") -> None:
+    def __init__(self, model: onnx.ModelProto, upsample: str = DEFAULT_UPSAMPLE) -> None:
         import tensorflow as tf
 
         if upsample not in UPSAMPLE_OPS:
@@ -219,7 +220,7 @@ class GraphTranslator:
 WEIGHT_QMAX = 127
 
 
-def tf_function_from_onnx(model: onnx.ModelProto, tile: int, channels: int, upsample: str = "concat") -> Any:
+def tf_function_from_onnx(model: onnx.ModelProto, tile: int, channels: int, upsample: str = DEFAULT_UPSAMPLE) -> Any:
     """A concrete tf.function taking a 1xTxTxC float32 NHWC tensor, equivalent to the ONNX graph
     (`upsample`: see UPSAMPLE_OPS)."""
     import tensorflow as tf

@@ -18,6 +18,7 @@ from train.quant import set_quant_mode
 
 from .audit import audit_scales
 from .onnx_export import export_onnx
+from .onnx_to_tf import DEFAULT_UPSAMPLE
 from .tflite_convert import tflite_float, tflite_fp16, tflite_int8_from_qdq, tflite_int8_ptq, write_bytes
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ class ExportConfig:
     ptq: bool = False
     ptq_data: list[str] = field(default_factory=list)
     ptq_samples: int = 64
-    upsample: str = "concat"  # or "resize" (see onnx_to_tf.UPSAMPLE_OPS)
+    upsample: str = DEFAULT_UPSAMPLE  # or "resize" (see onnx_to_tf.UPSAMPLE_OPS)
 
 
 def contract_for(ckpt: dict, cfg: ExportConfig) -> ModelContract:

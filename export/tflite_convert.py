@@ -16,7 +16,7 @@ import onnx
 from edge_runtime.contract import ModelContract
 
 from .metadata import stamp_tflite
-from .onnx_to_tf import tf_function_from_onnx
+from .onnx_to_tf import DEFAULT_UPSAMPLE, tf_function_from_onnx
 from .tflite_rewrite import split_hard_swish
 
 log = logging.getLogger(__name__)
@@ -56,12 +56,12 @@ def _set_io(converter, io_dtype: str) -> None:
         converter.inference_output_type = getattr(tf, io_dtype)
 
 
-def tflite_float(onnx_model: onnx.ModelProto, contract: ModelContract, upsample: str = "concat") -> bytes:
+def tflite_float(onnx_model: onnx.ModelProto, contract: ModelContract, upsample: str = DEFAULT_UPSAMPLE) -> bytes:
     """Plain float32 TFLite model (`upsample`: how nearest x2 is written, see onnx_to_tf.UPSAMPLE_OPS)."""
     return stamp_tflite(_convert(onnx_model, contract, lambda c: None, upsample), contract.replace(quantization="float"))
 
 
-def tflite_fp16(onnx_model: onnx.ModelProto, contract: ModelContract, upsample: str = "concat") -> bytes:
+def tflite_fp16(onnx_model: onnx.ModelProto, contract: ModelContract, upsample: str = DEFAULT_UPSAMPLE) -> bytes:
     """Float16 weights, float32 compute/I-O (halves the file; GPU delegates run it in fp16)."""
     import tensorflow as tf
 
@@ -73,7 +73,7 @@ def tflite_fp16(onnx_model: onnx.ModelProto, contract: ModelContract, upsample: 
 
 
 def tflite_int8_from_qdq(qdq_model: onnx.ModelProto, contract: ModelContract, io_dtype: str = "int8",
-                         upsample: str = "concat") -> bytes:
+                         upsample: str = DEFAULT_UPSAMPLE) -> bytes:
     """Fully-integer model whose scales are the QDQ graph's (QAT) scales; no re-calibration."""
     import tensorflow as tf
 
@@ -87,7 +87,7 @@ def tflite_int8_from_qdq(qdq_model: onnx.ModelProto, contract: ModelContract, io
 
 
 def tflite_int8_ptq(float_model: onnx.ModelProto, contract: ModelContract, representative: Iterable[np.ndarray],
-                    io_dtype: str = "int8", upsample: str = "concat") -> bytes:
+                    io_dtype: str = "int8", upsample: str = DEFAULT_UPSAMPLE) -> bytes:
     """Post-training quantization from the float graph, calibrated on `representative` NHWC tiles."""
     import tensorflow as tf
 

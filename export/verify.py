@@ -133,7 +133,7 @@ class Agreement:
     within_2: float
     max_steps: int
     psnr_between: float
-    within_step: float = 0.0  # within one step of the last int8 tensor (see last_int8_step)
+    within_step: float  # within one step of the last int8 tensor (see last_int8_step)
 
 
 def agreement(outputs: dict[str, np.ndarray], reference: str, candidate: str, last_step: int = 1) -> Agreement:
