@@ -36,11 +36,15 @@ def test_presets_have_distinct_sizes_and_positive_macs():
     assert macs_per_pixel(build_restorer("tiny")) > 1000
 
 
-def test_minimalistic_uses_only_relu_and_no_se():
-    cfg = PRESETS["minimalistic"]
+@pytest.mark.parametrize("name, like", [("minimalistic", "small"), ("fast-minimalistic", "fast")])
+def test_minimalistic_presets_use_only_relu_and_no_se(name, like):
+    from train.model import HardSigmoid
+    cfg = PRESETS[name]
     assert cfg.activation == "relu" and not cfg.use_se
+    assert (cfg.widths, cfg.blocks, cfg.expansion) == (PRESETS[like].widths, PRESETS[like].blocks, PRESETS[like].expansion)
     model = build_restorer(cfg)
-    assert not any(isinstance(m, torch.nn.Hardswish) for m in model.modules())
+    assert not any(isinstance(m, (torch.nn.Hardswish, HardSigmoid)) for m in model.modules())
+    assert any(isinstance(m, HardSigmoid) for m in build_restorer(like).modules())  # the check can fail
 
 
 def test_fast_preset_has_no_full_resolution_blocks_and_a_fourth_level():

@@ -123,6 +123,34 @@ def test_qat_fine_tune_keeps_quality_and_stores_frozen_scales(float_run, photos,
     assert val_history(out)[-1] > val_history(float_run)[-1] - 0.5
 
 
+def test_distillation_pulls_the_int8_model_towards_its_float_teacher(float_run, photos, tmp_path):
+    from skimage.data import rocket
+    from train.quant import set_quant_mode
+    teacher, _ = load_restorer(float_run / "best.pt")
+    set_quant_mode(teacher, "off")
+    clean = torch.from_numpy(rocket()[100:228, 200:328].transpose(2, 0, 1)[None].astype(np.float32) / 255)
+    noisy = (clean + 0.1 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    with torch.no_grad():
+        target = teacher(noisy)
+    gaps = {}
+    for weight in ("0", "20"):
+        out = tmp_path / f"distill{weight}"
+        assert train_main([*TINY, "--data", str(photos), "--qat", "--init-from", str(float_run / "best.pt"),
+                           "--steps", "40", "--lr", "2e-3", "--val-every", "40", "--calib-batches", "4",
+                           "--distill", weight, "--out", str(out)]) == 0
+        student, ckpt = load_restorer(out / "last.pt")
+        assert ckpt["train_config"]["distill"] == float(weight)
+        with torch.no_grad():
+            gaps[weight] = float((student(noisy) - target).abs().mean())
+    assert gaps["20"] < 0.8 * gaps["0"], gaps
+
+
+def test_distillation_is_a_qat_option(float_run, tmp_path, capsys):
+    assert train_main([*TINY, "--init-from", str(float_run / "best.pt"), "--distill", "1", "--steps", "5",
+                       "--out", str(tmp_path)]) == 1
+    assert "--distill is a QAT option" in capsys.readouterr().err
+
+
 def test_pickled_checkpoints_are_refused(tmp_path):
     import pickle
 

@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "a fourth level); a fresh schedule, unlike --init-from which keeps the checkpoint's architecture")
     p.add_argument("--qat", action="store_true", help="quantization-aware fine-tuning (needs --init-from)")
     p.add_argument("--calib-batches", type=int, default=d.calib_batches, help="batches observed before ranges freeze")
+    p.add_argument("--distill", type=float, default=d.distill, metavar="W",
+                   help="QAT: add W x Charbonnier(int8 output, output of the float model QAT starts from), a "
+                        "teacher run alongside (~1.3x the step time); try 1.0 (default 0: off)")
     p.add_argument("--calib-percentile", type=float, default=d.calib_percentile, metavar="P",
                    help="QAT: each activation's int8 range covers the central P%% of its values on the calibration "
                         "batches (default %(default)s: min to max); 99.99 gives a finer step and helps at low noise")
@@ -110,7 +113,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                        ckpt_every=args.ckpt_every, resume=not args.no_resume, init_from=args.init_from,
                        warm_start=args.warm_start, qat=args.qat,
                        calib_batches=args.calib_batches,
-                       calib_percentile=args.calib_percentile, device=args.device, amp=args.amp,
+                       calib_percentile=args.calib_percentile, distill=args.distill, device=args.device, amp=args.amp,
                        grad_checkpoint=args.grad_checkpoint, tile_size=args.tile_size, patch=patch,
                        degradation=degradation)
 

@@ -68,11 +68,13 @@ PRESETS: dict[str, RestorerConfig] = {
     "fast": RestorerConfig(widths=(24, 48, 96, 96), blocks=(0, 2, 2, 2), expansion=3),
     # Edge TPU friendly: ReLU only, no SE, no hard-swish.
     "minimalistic": RestorerConfig(widths=(24, 48, 96), blocks=(1, 2, 3), expansion=3, activation="relu"),
+    # The fast network made Edge TPU friendly: warm-starts from a `fast` checkpoint (same names).
+    "fast-minimalistic": RestorerConfig(widths=(24, 48, 96, 96), blocks=(0, 2, 2, 2), expansion=3, activation="relu"),
 }
 
 
 def preset(name: str) -> RestorerConfig:
-    """The named architecture preset (tiny, small, base, minimalistic)."""
+    """The named architecture preset (see PRESETS)."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
     return PRESETS[name]

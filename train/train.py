@@ -30,7 +30,7 @@ from edge_runtime.metrics import psnr
 from .checkpoint import load_checkpoint, load_restorer, load_weights, save_checkpoint, warm_start_weights
 from .data import PatchConfig, PatchSampler, is_held_out, list_images, load_images, validation_pairs
 from .degradations import DegradationConfig
-from .losses import restoration_loss
+from .losses import charbonnier, restoration_loss
 from .model import PRESETS, Restorer, RestorerConfig, preset
 from .quant import freeze_ranges, set_observer_percentile, set_quant_mode
 
@@ -65,6 +65,7 @@ class TrainConfig:
     qat: bool = False
     calib_batches: int = 32
     calib_percentile: float = 100.0  # QAT: % of each activation's values its int8 range covers (100: min/max)
+    distill: float = 0.0  # QAT: weight of the pull towards the float model's own output (0: off)
     device: str = "cpu"  # cpu | cuda | auto
     amp: bool = False  # mixed precision: bfloat16 autocast on CPU, float16 autocast + GradScaler on CUDA
     grad_checkpoint: bool = False  # recompute encoder/decoder stages in backward (less memory)
@@ -230,6 +231,17 @@ def calibrate(model: Restorer, sampler: PatchSampler, batches: int, percentile: 
     set_quant_mode(model, "quant")
 
 
+def float_teacher(model: Restorer) -> Restorer:
+    """A frozen float copy of `model` (quantization off): QAT distils its outputs into the int8 model.
+
+    The clean target alone lets QAT trade accuracy where int8 is coarse against accuracy elsewhere;
+    the teacher's output asks the int8 model to keep doing what the float model did everywhere.
+    """
+    teacher = copy.deepcopy(model).requires_grad_(False)
+    set_quant_mode(teacher, "off")
+    return teacher.eval()
+
+
 def validation_degradation(train_deg: DegradationConfig) -> DegradationConfig:
     """Denoisers are tracked at the standard AWGN sigma 25; deblurrers on their training mix."""
     if train_deg.task == "denoise":
@@ -330,6 +342,11 @@ def _train(cfg: TrainConfig, ddp: Distributed, device: torch.device) -> Path:
             clean = [dead_leaves(128, rng, model_cfg.channels) for _ in range(4)]
             val = {"dead-leaves": [(f"dl{i}", degrade(c, cfg.degradation, rng), c) for i, c in enumerate(clean)]}
 
+    if cfg.distill < 0:
+        raise ValueError(f"--distill must be >= 0, got {cfg.distill}")
+    if cfg.distill and not cfg.qat:
+        raise ValueError("--distill is a QAT option: the teacher is the float model that --qat starts from")
+    teacher = float_teacher(model) if cfg.distill else None
     if cfg.qat:
         calibrate(model, sampler, cfg.calib_batches, cfg.calib_percentile)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -378,6 +395,10 @@ def _train(cfg: TrainConfig, ddp: Distributed, device: torch.device) -> Path:
         with torch.autocast(device.type, dtype=amp_dtype, enabled=cfg.amp):
             restored = model(degraded)
         loss = restoration_loss(restored.float(), clean, cfg.freq_loss)
+        if teacher is not None:
+            with torch.no_grad():
+                target = teacher(degraded)
+            loss = loss + cfg.distill * charbonnier(restored, target)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.unscale_(opt)
