@@ -249,8 +249,9 @@ def macs_per_pixel(model: Restorer) -> float:
 
 def summary_table() -> str:
     """Parameters and MACs per pixel of every preset, as a text table."""
-    rows = [f"{'preset':<14}{'params':>10}{'MACs/pixel':>12}{'size multiple':>15}"]
+    width = max(len("preset"), *map(len, PRESETS)) + 2
+    rows = [f"{'preset':<{width}}{'params':>10}{'MACs/pixel':>12}{'size multiple':>15}"]
     for name, cfg in PRESETS.items():
         model = Restorer(cfg)
-        rows.append(f"{name:<14}{count_parameters(model):>10,}{macs_per_pixel(model):>12,.0f}{cfg.size_multiple:>15}")
+        rows.append(f"{name:<{width}}{count_parameters(model):>10,}{macs_per_pixel(model):>12,.0f}{cfg.size_multiple:>15}")
     return "\n".join(rows)
