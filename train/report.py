@@ -113,7 +113,9 @@ def render_markdown(results: dict[str, Any], figures: dict[str, str]) -> str:
 def plot_quality_vs_speed(results: dict[str, Any], path: Path) -> None:
     """One panel per degradation: mean PSNR against seconds per megapixel (log scale).
 
-    The degraded input ('identity') is drawn as a dashed horizontal line, not a point: it costs nothing.
+    Each method keeps one colour and marker in every panel and is named once in a shared legend:
+    methods of similar speed and quality would bury text labels under each other. The degraded
+    input ('identity') is drawn as a dashed horizontal line, not a point: it costs nothing.
     """
     import matplotlib
 
@@ -122,9 +124,15 @@ def plot_quality_vs_speed(results: dict[str, Any], path: Path) -> None:
     from matplotlib.ticker import LogLocator, NullFormatter
 
     degs = list(results["degradations"].items())
+    methods = list(dict.fromkeys(m for _, deg in degs for m in deg["methods"] if m != "identity"))
+    colours = plt.get_cmap("tab10").colors
+    markers = "osD^vP*Xhp<>"
+    style = {m: (colours[i % len(colours)], markers[i % len(markers)]) for i, m in enumerate(methods)}
     ncols = min(3, len(degs))
     nrows = math.ceil(len(degs) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5.0 * ncols, 4.0 * nrows), squeeze=False)
+    legend_rows = math.ceil(len(methods) / 3)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.0 * ncols, 4.0 * nrows + 0.25 * legend_rows), squeeze=False)
+    handles: dict[str, Any] = {}
     for ax, (spec, deg) in zip(axes.flat, degs):
         for m in deg["methods"]:
             mean = deg["mean"][m]
@@ -136,8 +144,8 @@ def plot_quality_vs_speed(results: dict[str, Any], path: Path) -> None:
                             fontsize=8, color="gray", va="bottom")
                 continue
             t = max(mean["sec_per_mp"] or 0.0, 1e-4)
-            ax.scatter([t], [mean["psnr"]], s=30)
-            ax.annotate(m, (t, mean["psnr"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            colour, marker = style[m]
+            handles[m] = ax.scatter([t], [mean["psnr"]], s=36, color=colour, marker=marker, alpha=0.85)
         ax.set_xscale("log")
         ax.xaxis.set_major_locator(LogLocator(base=10))
         ax.xaxis.set_minor_formatter(NullFormatter())
@@ -149,7 +157,11 @@ def plot_quality_vs_speed(results: dict[str, Any], path: Path) -> None:
     for ax in list(axes.flat)[len(degs):]:
         ax.axis("off")
     fig.suptitle("Quality vs speed (up and left is better)", fontsize=11)
-    fig.tight_layout()
+    legend_height = (0.2 * legend_rows + 0.1) / fig.get_figheight()
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(3, len(handles)), fontsize=8,
+                   frameon=False)
+    fig.tight_layout(rect=(0, legend_height if handles else 0, 1, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
