@@ -81,8 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--qat", action="store_true", help="quantization-aware fine-tuning (needs --init-from)")
     p.add_argument("--calib-batches", type=int, default=d.calib_batches, help="batches observed before ranges freeze")
     p.add_argument("--distill", type=float, default=d.distill, metavar="W",
-                   help="QAT: add W x Charbonnier(int8 output, output of the float model QAT starts from), a "
-                        "teacher run alongside (~1.3x the step time); try 1.0 (default 0: off)")
+                   help="QAT: add W x Charbonnier(int8 output, output of the float model QAT starts from) to the loss; "
+                        "costs one more forward pass per step; e.g. 1.0 (default 0: off)")
     p.add_argument("--calib-percentile", type=float, default=d.calib_percentile, metavar="P",
                    help="QAT: each activation's int8 range covers the central P%% of its values on the calibration "
                         "batches (default %(default)s: min to max); 99.99 gives a finer step and helps at low noise")

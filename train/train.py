@@ -232,11 +232,8 @@ def calibrate(model: Restorer, sampler: PatchSampler, batches: int, percentile: 
 
 
 def float_teacher(model: Restorer) -> Restorer:
-    """A frozen float copy of `model` (quantization off): QAT distils its outputs into the int8 model.
-
-    The clean target alone lets QAT trade accuracy where int8 is coarse against accuracy elsewhere;
-    the teacher's output asks the int8 model to keep doing what the float model did everywhere.
-    """
+    """A frozen copy of `model` with quantization off: the float model that `--distill` pulls the
+    fake-quantized one towards, alongside the clean target."""
     teacher = copy.deepcopy(model).requires_grad_(False)
     set_quant_mode(teacher, "off")
     return teacher.eval()
@@ -291,6 +288,10 @@ def _train(cfg: TrainConfig, ddp: Distributed, device: torch.device) -> Path:
     if cfg.amp and cfg.qat:
         raise ValueError("--amp cannot be combined with --qat: QAT simulates int8 arithmetic exactly in float32, "
                          "and bfloat16/float16 autocast would round the fake-quantized values")
+    if cfg.distill < 0:
+        raise ValueError(f"--distill must be >= 0, got {cfg.distill}")
+    if cfg.distill and not cfg.qat:
+        raise ValueError("--distill is a QAT option: the teacher is the float model that --qat starts from")
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -342,10 +343,6 @@ def _train(cfg: TrainConfig, ddp: Distributed, device: torch.device) -> Path:
             clean = [dead_leaves(128, rng, model_cfg.channels) for _ in range(4)]
             val = {"dead-leaves": [(f"dl{i}", degrade(c, cfg.degradation, rng), c) for i, c in enumerate(clean)]}
 
-    if cfg.distill < 0:
-        raise ValueError(f"--distill must be >= 0, got {cfg.distill}")
-    if cfg.distill and not cfg.qat:
-        raise ValueError("--distill is a QAT option: the teacher is the float model that --qat starts from")
     teacher = float_teacher(model) if cfg.distill else None
     if cfg.qat:
         calibrate(model, sampler, cfg.calib_batches, cfg.calib_percentile)
