@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from train.cli import main as train_main
-from train.model import PRESETS, RestorerConfig, build_restorer, count_parameters, macs_per_pixel
+from train.model import PRESETS, HardSigmoid, RestorerConfig, build_restorer, count_parameters, macs_per_pixel
 from train.quant import QConv2d, freeze_ranges, set_quant_mode
 
 
@@ -38,7 +38,6 @@ def test_presets_have_distinct_sizes_and_positive_macs():
 
 @pytest.mark.parametrize("name, like", [("minimalistic", "small"), ("fast-minimalistic", "fast")])
 def test_minimalistic_presets_use_only_relu_and_no_se(name, like):
-    from train.model import HardSigmoid
     cfg = PRESETS[name]
     assert cfg.activation == "relu" and not cfg.use_se
     assert (cfg.widths, cfg.blocks, cfg.expansion) == (PRESETS[like].widths, PRESETS[like].blocks, PRESETS[like].expansion)

@@ -130,7 +130,8 @@ def plot_quality_vs_speed(results: dict[str, Any], path: Path) -> None:
     style = {m: (colours[i % len(colours)], markers[i % len(markers)]) for i, m in enumerate(methods)}
     ncols = min(3, len(degs))
     nrows = math.ceil(len(degs) / ncols)
-    legend_rows = math.ceil(len(methods) / 3)
+    legend_columns = 3
+    legend_rows = math.ceil(len(methods) / legend_columns)
     fig, axes = plt.subplots(nrows, ncols, figsize=(5.0 * ncols, 4.0 * nrows + 0.25 * legend_rows), squeeze=False)
     handles: dict[str, Any] = {}
     for ax, (spec, deg) in zip(axes.flat, degs):
@@ -159,7 +160,7 @@ def plot_quality_vs_speed(results: dict[str, Any], path: Path) -> None:
     fig.suptitle("Quality vs speed (up and left is better)", fontsize=11)
     legend_height = (0.2 * legend_rows + 0.1) / fig.get_figheight()
     if handles:
-        fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(3, len(handles)), fontsize=8,
+        fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(legend_columns, len(handles)), fontsize=8,
                    frameon=False)
     fig.tight_layout(rect=(0, legend_height if handles else 0, 1, 1))
     fig.savefig(path, dpi=100)
