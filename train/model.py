@@ -10,7 +10,7 @@ that are a multiple of 2**depth.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
 import torch
@@ -59,17 +59,20 @@ class RestorerConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
+_SMALL = RestorerConfig(widths=(24, 48, 96), blocks=(1, 2, 3), expansion=3)
+# Speed: no full-resolution blocks (their 72-channel tensors and depthwise convs took a third of the
+# small preset's int8 time) and a fourth level at 1/8 resolution for a wider context.
+_FAST = RestorerConfig(widths=(24, 48, 96, 96), blocks=(0, 2, 2, 2), expansion=3)
+
 PRESETS: dict[str, RestorerConfig] = {
     "tiny": RestorerConfig(widths=(16, 32, 32), blocks=(1, 1, 1), expansion=2),
-    "small": RestorerConfig(widths=(24, 48, 96), blocks=(1, 2, 3), expansion=3),
+    "small": _SMALL,
     "base": RestorerConfig(widths=(32, 64, 128, 128), blocks=(2, 2, 3, 3), expansion=4, use_se=True),
-    # Speed: no full-resolution blocks (their 72-channel tensors and depthwise convs took a third
-    # of the small preset's int8 time) and a fourth level at 1/8 resolution for a wider context.
-    "fast": RestorerConfig(widths=(24, 48, 96, 96), blocks=(0, 2, 2, 2), expansion=3),
-    # Edge TPU friendly: ReLU only, no SE, no hard-swish.
-    "minimalistic": RestorerConfig(widths=(24, 48, 96), blocks=(1, 2, 3), expansion=3, activation="relu"),
-    # The fast network made Edge TPU friendly: warm-starts from a `fast` checkpoint (same names).
-    "fast-minimalistic": RestorerConfig(widths=(24, 48, 96, 96), blocks=(0, 2, 2, 2), expansion=3, activation="relu"),
+    "fast": _FAST,
+    # Edge TPU friendly: the same networks with ReLU only (no hard-swish, no SE). The layer names are
+    # the same, so each warm-starts from a checkpoint of the network it is derived from.
+    "minimalistic": replace(_SMALL, activation="relu"),
+    "fast-minimalistic": replace(_FAST, activation="relu"),
 }
 
 
