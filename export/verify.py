@@ -41,7 +41,7 @@ import torch
 from edge_runtime.backends import dequantize, open_backend, quantize
 from edge_runtime.contract import PIXEL_MAX
 from edge_runtime.metrics import psnr
-from train.checkpoint import load_restorer
+from train.checkpoint import checkpoint_task, load_restorer
 from train.data import dead_leaves, list_images, load_image
 from train.degradations import DegradationConfig, degrade
 from train.quant import set_quant_mode
@@ -61,9 +61,10 @@ class Rung:
     ok: bool
 
 
-def parity_tiles(image_dir: str | None, tile: int, channels: int, count: int, task: str, seed: int = 0
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """(degraded, clean) NHWC tiles: centre crops of real images (dead leaves without a folder)."""
+def parity_tiles(image_dir: str | None, tile: int, channels: int, count: int, task: str, seed: int = 0,
+                 sigma: float = 25.0) -> tuple[np.ndarray, np.ndarray]:
+    """(degraded, clean) NHWC tiles: centre crops of real images (dead leaves without a folder),
+    with Gaussian noise of `sigma` (0-255 scale) and the task's other degradations."""
     rng = np.random.default_rng(seed)
     clean = []
     paths = list_images(image_dir)[:count] if image_dir else []
@@ -75,7 +76,7 @@ def parity_tiles(image_dir: str | None, tile: int, channels: int, count: int, ta
         clean.append(img[y : y + tile, x : x + tile])
     while len(clean) < count:
         clean.append(dead_leaves(tile, rng, channels))
-    deg = DegradationConfig(task=task, sigma_min=25.0, sigma_max=25.0, poisson_prob=0.0)
+    deg = DegradationConfig(task=task, sigma_min=sigma, sigma_max=sigma, poisson_prob=0.0)
     degraded = [degrade(c, deg, rng) for c in clean]
     return np.stack(degraded).astype(np.float32), np.stack(clean).astype(np.float32)
 
@@ -168,7 +169,7 @@ def parity_ladder(checkpoint: str, model_dir: str, name: str, image_dir: str | N
     if missing:
         raise FileNotFoundError(f"missing exported files: {', '.join(missing)} (run `python -m export` first)")
     tile = open_backend(files["int8.tflite"]).tile_size
-    task = ckpt.get("train_config", {}).get("degradation", {}).get("task", "denoise")
+    task = checkpoint_task(ckpt)
     degraded, clean = parity_tiles(image_dir, tile, model.cfg.channels, count, task)
 
     set_quant_mode(model, "off")
@@ -215,7 +216,7 @@ def format_report(rungs: list[Rung], quality: dict[str, float], agreements: list
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edge-restore-parity", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="the QAT checkpoint the files were exported from")
@@ -226,6 +227,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--int8-share", type=float, default=0.999,
                    help="share of output values within one int8 step that the int8 rungs need (default %(default)s)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     if not 0.0 < args.int8_share <= 1.0:
         p.error(f"--int8-share must be a fraction in (0, 1], got {args.int8_share}")

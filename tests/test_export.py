@@ -141,11 +141,7 @@ def test_export_refuses_a_tile_that_is_not_a_multiple(exported, capsys):
 
 
 def test_layer_agreement_pairs_every_tflite_op_with_its_qdq_twin(exported):
-    spec = importlib.util.spec_from_file_location(
-        "int8_layer_agreement", Path(__file__).resolve().parents[1] / "scripts" / "int8_layer_agreement.py")
-    script = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = script  # its dataclasses look their module up there
-    spec.loader.exec_module(script)
+    script = _script("int8_layer_agreement")
     _, out = exported
     tiles = np.random.default_rng(1).random((1, TILE, TILE, 3)).astype(np.float32)
     rows = script.layer_agreement(str(out / "tiny_qdq.onnx"), str(out / "tiny_int8.tflite"), tiles)
@@ -202,3 +198,35 @@ def test_upsample_factor_that_concat_cannot_write_is_refused():
         node, [x, None, np.array([1, 1, 2, 3], np.float32)]).shape == (1, 8, 12, 2)
     with pytest.raises(ValueError, match="upsample must be one of"):
         GraphTranslator(onnx.helper.make_model(onnx.helper.make_graph([], "g", [], [])), upsample="bilinear")
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py")
+    script = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = script  # its dataclasses look their module up there
+    spec.loader.exec_module(script)
+    return script
+
+
+def test_quant_sensitivity_leaves_each_point_out_once(exported, capsys):
+    from export.verify import parity_tiles
+    from train.checkpoint import load_restorer
+    from train.quant import ActQuant
+
+    script = _script("quant_sensitivity")
+    root, _ = exported
+    model, _ = load_restorer(root / "qat" / "best.pt")
+    tiles = {15.0: parity_tiles(None, TILE, 3, 2, "denoise", sigma=15.0)}
+    float_db, quant_db, costs = script.sensitivity(model, tiles)
+    assert len(costs) == sum(isinstance(m, ActQuant) for m in model.modules()) + 1
+    gains = {c.name: c.gain_db[15.0] for c in costs}
+    assert gains["q_in"] == 0.0  # the input is already on the pixel grid: quantizing it changes nothing
+    assert script.WEIGHTS in gains and float_db[15.0] != quant_db[15.0]
+    assert [c.gain_db[15.0] for c in costs] == sorted(gains.values(), reverse=True)
+
+    assert script.main([str(root / "qat" / "best.pt"), "--count", "1", "--tile", str(TILE), "--top", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "sigma 15" in lines[0] and "sigma 50" in lines[0] and lines[3].startswith("gap") and len(lines) == 5 + 3
+    with pytest.raises(SystemExit):
+        script.main([str(root / "float" / "best.pt"), "--count", "1", "--tile", str(TILE)])
+    assert "not a QAT checkpoint" in capsys.readouterr().err

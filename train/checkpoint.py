@@ -117,6 +117,11 @@ def warm_start_weights(model: Restorer, path: str | Path) -> int:
     return len(shared)
 
 
+def checkpoint_task(ckpt: dict[str, Any]) -> str:
+    """The task a checkpoint was trained for ("denoise" when it does not say)."""
+    return str(ckpt.get("train_config", {}).get("degradation", {}).get("task", "denoise"))
+
+
 def load_restorer(path: str | Path, use_ema: bool = True) -> tuple[Restorer, dict[str, Any]]:
     """Rebuild the model stored in a checkpoint (EMA weights by default), in eval mode.
 
