@@ -207,3 +207,20 @@ def test_rounds_and_limits_keep_the_best():
     lim = lambda g: {"status": "ok", "limit_model": "m", "gmacs_per_s": g, "models": {"m": {"gmacs_per_s": g}}}  # noqa: E731
     assert bench.merge_limits(lim(5.0), lim(7.0))["gmacs_per_s"] == 7.0
     assert bench.merge_limits(None, {"status": "skipped", "reason": "r"})["status"] == "skipped"
+
+
+def test_overlap_sweep_runs_the_int8_file_at_each_overlap(bench_setup, tmp_path, capsys):
+    root, models, images = bench_setup
+    out = tmp_path / "ov.json"
+    assert bench.main(["--models-dir", str(models), "--name", "fx", "--images", str(images), "--threads", "1",
+                       "--repeats", "1", "--rows", "int8", "--no-limit", "--no-op-profile", "--no-python-profile",
+                       "--overlaps", "0,4", "--json", str(out)]) in (bench.EXIT_OK, bench.EXIT_FAIL)
+    sweep = json.loads(out.read_text())["tile_sweep"]
+    assert [r["overlap"] for r in sweep] == [0, 4] and all(r["status"] == "ok" for r in sweep)
+    assert [r["path"].rsplit(" @", 1)[1] for r in sweep] == ["0", "4"]
+    # 48x56 in 32-px tiles: 2x2 tiles at either overlap, so the steady rate counts (32-4)^2 useful pixels
+    assert all(r["tiles_per_pass"] == 4 and r["steady_megapixels_per_second"] > 0 and 0 < r["psnr"] < 99 for r in sweep)
+    assert "fx_int8.tflite @4" in capsys.readouterr().out
+    for bad in ("-1", "8,x"):
+        assert bench.main(["--models-dir", str(models), "--name", "fx", "--overlaps", bad]) == bench.EXIT_USAGE
+        assert "--overlaps" in capsys.readouterr().err
