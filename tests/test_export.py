@@ -26,6 +26,15 @@ pytestmark = pytest.mark.slow
 TILE = 32
 
 
+def _script(name: str):
+    """A script from scripts/ imported as a module."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py")
+    script = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = script  # its dataclasses look their module up there
+    spec.loader.exec_module(script)
+    return script
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
@@ -198,14 +207,6 @@ def test_upsample_factor_that_concat_cannot_write_is_refused():
         node, [x, None, np.array([1, 1, 2, 3], np.float32)]).shape == (1, 8, 12, 2)
     with pytest.raises(ValueError, match="upsample must be one of"):
         GraphTranslator(onnx.helper.make_model(onnx.helper.make_graph([], "g", [], [])), upsample="bilinear")
-
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py")
-    script = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = script  # its dataclasses look their module up there
-    spec.loader.exec_module(script)
-    return script
 
 
 def test_quant_sensitivity_leaves_each_point_out_once(exported, capsys):
