@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from script_module import load_script
+
 ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("arm64_compare", ROOT / "scripts" / "arm64_compare.py")
-arm64_compare = importlib.util.module_from_spec(_spec)
-sys.modules["arm64_compare"] = arm64_compare
-_spec.loader.exec_module(arm64_compare)
+arm64_compare = load_script("arm64_compare")
 
 
 def _side(folder: Path, raw: np.ndarray, image: np.ndarray, machine: str, scale: float = 1 / 255) -> Path:

@@ -12,8 +12,6 @@ image (4 bytes per RGB pixel) and one numpy image at once (about 2.3 plus band t
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,14 +21,11 @@ from PIL import Image
 from edge_runtime import load_model
 from edge_runtime.bench import synthetic_image
 from edge_runtime.imageio import read_image
+from script_module import load_script
 
 pytest.importorskip("resource")  # wait4()/ru_maxrss: POSIX only
 
-ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("cli_peak_memory", ROOT / "scripts" / "cli_peak_memory.py")
-cli_peak_memory = importlib.util.module_from_spec(_spec)
-sys.modules["cli_peak_memory"] = cli_peak_memory
-_spec.loader.exec_module(cli_peak_memory)
+cli_peak_memory = load_script("cli_peak_memory")
 
 MEGAPIXELS = 6.0
 #: Peak growth over a tiny image's run, per decoded byte: 4.5 measured before issue 4's fix.

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import stat
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from edge_runtime import DeviceError, backends, load_model
 from edge_runtime.watch import main as watch_main
+from script_module import load_script
 
-ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("edgetpu_readiness", ROOT / "scripts" / "edgetpu_readiness.py")
-readiness = importlib.util.module_from_spec(_spec)
-sys.modules["edgetpu_readiness"] = readiness
-_spec.loader.exec_module(readiness)
+readiness = load_script("edgetpu_readiness")
 
 
 # ------------------------------------------------------------------------ synthetic models
