@@ -819,9 +819,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         overlaps = [int(o) for o in args.overlaps.split(",") if o.strip()]
+        if any(o < 0 for o in overlaps):
+            raise ValueError(args.overlaps)
     except ValueError:
-        overlaps = [-1]
-    if any(o < 0 for o in overlaps):
         print(f"{PROG}: error: --overlaps takes comma-separated pixel counts >= 0, got {args.overlaps!r}", file=sys.stderr)
         return EXIT_USAGE
     models_dir = Path(args.models_dir)

@@ -81,6 +81,11 @@ def parity_tiles(image_dir: str | None, tile: int, channels: int, count: int, ta
     return np.stack(degraded).astype(np.float32), np.stack(clean).astype(np.float32)
 
 
+def rounded_psnr(out: np.ndarray, clean: np.ndarray) -> float:
+    """PSNR of `out` rounded to 8 bits, as a saved image is, so float and int8 outputs compare alike."""
+    return psnr(np.round(out * PIXEL_MAX) / PIXEL_MAX, clean)
+
+
 def run_torch(model: torch.nn.Module, tiles: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         out = model(torch.from_numpy(tiles.transpose(0, 3, 1, 2).copy())).numpy().transpose(0, 2, 3, 1)
@@ -193,7 +198,7 @@ def parity_ladder(checkpoint: str, model_dir: str, name: str, image_dir: str | N
         rungs.append(Rung(a.reference, a.candidate, "share within 1 int8 step", a.within_step, int8_share,
                           a.within_step >= int8_share))
     quality = {"degraded input": psnr(degraded, clean)}
-    quality.update({k: psnr(np.round(v * PIXEL_MAX) / PIXEL_MAX, clean) for k, v in outputs.items()})
+    quality.update({k: rounded_psnr(v, clean) for k, v in outputs.items()})
     return rungs, quality, agreements
 
 

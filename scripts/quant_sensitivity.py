@@ -25,9 +25,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edge_runtime.contract import PIXEL_MAX  # noqa: E402
-from edge_runtime.metrics import psnr  # noqa: E402
-from export.verify import parity_tiles, run_torch  # noqa: E402
+from export.verify import parity_tiles, rounded_psnr, run_torch  # noqa: E402
 from train.checkpoint import checkpoint_task, load_restorer  # noqa: E402
 from train.quant import ActQuant, QConv2d, set_quant_mode  # noqa: E402
 
@@ -42,11 +40,6 @@ class PointCost:
     gain_db: dict[float, float]
 
 
-def _rounded_psnr(out: np.ndarray, clean: np.ndarray) -> float:
-    # Outputs are rounded to 8 bits as a saved image is, so float and int8 are compared alike.
-    return psnr(np.round(out * PIXEL_MAX) / PIXEL_MAX, clean)
-
-
 def quant_points(model: nn.Module) -> dict[str, list[nn.Module]]:
     """Every activation point by module name, plus all conv weights as one group."""
     points: dict[str, list[nn.Module]] = {n: [m] for n, m in model.named_modules() if isinstance(m, ActQuant)}
@@ -58,7 +51,7 @@ def sensitivity(model: nn.Module, tiles: dict[float, tuple[np.ndarray, np.ndarra
                 ) -> tuple[dict[float, float], dict[float, float], list[PointCost]]:
     """(float PSNR, fake-quant PSNR, per-point gains) for each noise level's (degraded, clean) tiles."""
     def score() -> dict[float, float]:
-        return {s: _rounded_psnr(run_torch(model, deg), clean) for s, (deg, clean) in tiles.items()}
+        return {s: rounded_psnr(run_torch(model, deg), clean) for s, (deg, clean) in tiles.items()}
 
     set_quant_mode(model, "off")
     float_db = score()

@@ -1,9 +1,6 @@
 """Export end to end on a tiny QAT model: ONNX float/QDQ, TFLite float/FP16/INT8/PTQ, audit, parity."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -21,18 +18,10 @@ from export.onnx_to_tf import GraphTranslator, UnsupportedGraphError  # noqa: E4
 from export.tflite_convert import tflite_int8_from_qdq  # noqa: E402
 from export.verify import main as parity_main, parity_ladder  # noqa: E402
 from train.cli import main as train_main  # noqa: E402
+from script_module import load_script  # noqa: E402
 
 pytestmark = pytest.mark.slow
 TILE = 32
-
-
-def _script(name: str):
-    """A script from scripts/ imported as a module."""
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py")
-    script = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = script  # its dataclasses look their module up there
-    spec.loader.exec_module(script)
-    return script
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +139,7 @@ def test_export_refuses_a_tile_that_is_not_a_multiple(exported, capsys):
 
 
 def test_layer_agreement_pairs_every_tflite_op_with_its_qdq_twin(exported):
-    script = _script("int8_layer_agreement")
+    script = load_script("int8_layer_agreement")
     _, out = exported
     tiles = np.random.default_rng(1).random((1, TILE, TILE, 3)).astype(np.float32)
     rows = script.layer_agreement(str(out / "tiny_qdq.onnx"), str(out / "tiny_int8.tflite"), tiles)
@@ -214,7 +203,7 @@ def test_quant_sensitivity_leaves_each_point_out_once(exported, capsys):
     from train.checkpoint import load_restorer
     from train.quant import ActQuant
 
-    script = _script("quant_sensitivity")
+    script = load_script("quant_sensitivity")
     root, _ = exported
     model, _ = load_restorer(root / "qat" / "best.pt")
     tiles = {15.0: parity_tiles(None, TILE, 3, 2, "denoise", sigma=15.0)}
