@@ -55,8 +55,7 @@ def contract_for(ckpt: dict, cfg: ExportConfig) -> ModelContract:
 
 def representative_tiles(ckpt: dict, tile: int, channels: int, folders: list[str], count: int) -> list[np.ndarray]:
     """Degraded NHWC tiles for PTQ calibration, drawn by the training data code."""
-    deg = DegradationConfig(**{k: tuple(v) if isinstance(v, list) else v
-                               for k, v in ckpt.get("train_config", {}).get("degradation", {}).items()})
+    deg = DegradationConfig.from_dict(ckpt.get("train_config", {}).get("degradation", {}))
     images = load_images([p for f in folders for p in list_images(f)], channels) if folders else []
     # photos smaller than the tile are reflected up to it, as the runtime reads them
     images = [_reflected_to(im, tile) for im in images]

@@ -63,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jpeg-prob", type=float, default=dd.jpeg_prob, help="share of samples JPEG-compressed after noise")
     p.add_argument("--dead-leaves", type=float, default=pd.dead_leaves_prob, help="share of dead-leaves patches")
     p.add_argument("--no-quantize-inputs", action="store_true", help="keep degraded inputs in float (default: 8-bit rounded)")
+    p.add_argument("--camera-noise", type=float, default=dd.camera_prob, metavar="P",
+                   help="share of samples noised through a simulated camera pipeline (raw shot/read noise, "
+                        "demosaic, colour, tone curve, JPEG) instead of sRGB noise: for real photos (default %(default)s)")
+    p.add_argument("--loader-workers", type=int, default=d.loader_workers, metavar="N",
+                   help="processes that degrade batches ahead of the model; worth it on a GPU, where the numpy "
+                        "degradations bound the step rate (default %(default)s: in the training loop)")
     p.add_argument("--seed", type=int, default=pd.seed)
     p.add_argument("--threads", type=int, default=d.threads, help="torch threads (0: all cores)")
     p.add_argument("--log-every", type=int_at_least(1), default=d.log_every,
@@ -105,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     degradation = replace(DegradationConfig(), task=args.task, sigma_min=args.sigma[0], sigma_max=args.sigma[1],
-                          poisson_prob=args.poisson_prob, jpeg_prob=args.jpeg_prob, quantize=not args.no_quantize_inputs)
+                          poisson_prob=args.poisson_prob, jpeg_prob=args.jpeg_prob, camera_prob=args.camera_noise, quantize=not args.no_quantize_inputs)
     patch = PatchConfig(patch=args.patch, batch=args.batch, dead_leaves_prob=args.dead_leaves, seed=args.seed)
     return TrainConfig(out_dir=args.out, data=args.data, val_dirs=args.val, preset=args.preset, steps=args.steps,
                        lr=args.lr, warmup=args.warmup, schedule=args.schedule, ema=args.ema, freq_loss=args.freq_loss,
@@ -114,7 +120,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                        warm_start=args.warm_start, qat=args.qat,
                        calib_batches=args.calib_batches,
                        calib_percentile=args.calib_percentile, distill=args.distill, device=args.device, amp=args.amp,
-                       grad_checkpoint=args.grad_checkpoint, tile_size=args.tile_size, patch=patch,
+                       grad_checkpoint=args.grad_checkpoint, tile_size=args.tile_size, loader_workers=args.loader_workers, patch=patch,
                        degradation=degradation)
 
 

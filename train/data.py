@@ -138,6 +138,57 @@ class PatchSampler:
         return noisy.transpose(0, 3, 1, 2).copy(), clean.transpose(0, 3, 1, 2).copy()
 
 
+class BatchPrefetcher:
+    """`sampler.batch(key)` for a known sequence of keys, computed ahead in worker processes.
+
+    Degradations run in numpy on the CPU; on a GPU they, not the model, bound the step rate. At
+    most `depth` batches wait at any time (bounded memory), and they come back in key order, so a
+    run with workers trains on exactly the batches a run without them would.
+    """
+
+    def __init__(self, sampler: PatchSampler, keys, workers: int, depth: int | None = None) -> None:
+        import multiprocessing as mp
+        from collections import deque
+
+        self._keys = iter(keys)
+        self._sampler = sampler
+        # fork shares the decoded photos with the workers copy-on-write instead of pickling them
+        self._pool = mp.get_context("fork").Pool(workers, initializer=_set_worker_sampler, initargs=(sampler,))
+        self._pending: deque = deque()
+        for _ in range(depth or 2 * workers):
+            self._submit()
+
+    def _submit(self) -> None:
+        key = next(self._keys, None)
+        if key is not None:
+            self._pending.append(self._pool.apply_async(_worker_batch, (key,)))
+
+    def next(self) -> tuple[np.ndarray, np.ndarray]:
+        """The next batch in key order."""
+        if not self._pending:
+            raise StopIteration("no keys left")
+        result = self._pending.popleft().get()
+        self._submit()
+        return result
+
+    def close(self) -> None:
+        self._pool.terminate()
+        self._pool.join()
+
+
+_WORKER_SAMPLER: PatchSampler | None = None
+
+
+def _set_worker_sampler(sampler: PatchSampler) -> None:
+    global _WORKER_SAMPLER  # one sampler per worker process, set once at its start
+    _WORKER_SAMPLER = sampler
+
+
+def _worker_batch(key: int) -> tuple[np.ndarray, np.ndarray]:
+    assert _WORKER_SAMPLER is not None  # set by the pool initializer; never user input
+    return _WORKER_SAMPLER.batch(key)
+
+
 def crop_to_multiple(img: np.ndarray, multiple: int) -> np.ndarray:
     """Crop HxWxC so both sides are multiples of `multiple` (top-left anchored)."""
     h, w = img.shape[0] - img.shape[0] % multiple, img.shape[1] - img.shape[1] % multiple

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
+from scipy.ndimage import convolve
 from scipy.signal import fftconvolve
 
 from edge_runtime.contract import PIXEL_MAX
@@ -108,6 +109,149 @@ def blur(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     return out.astype(np.float32)
 
 
+
+# --------------------------------------------------------------------------------------------
+# Camera-pipeline noise: unprocess sRGB to raw, add sensor noise, process back (Brooks et al.,
+# "Unprocessing Images for Learned Raw Denoising", CVPR 2019; CBDNet, Guo et al., CVPR 2019).
+# Real photos carry noise that was signal-dependent in the raw domain and then demosaiced
+# (spatially correlated), white-balanced, colour-transformed, tone-mapped and JPEG-compressed.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CameraNoiseConfig:
+    """Ranges the camera pipeline samples from; noise parameters on the linear [0, 1] raw scale.
+
+    Shot (gain) and read variance follow the log-linear relation that real sensors show across
+    ISO settings (Foi et al. 2008; Brooks et al. 2019): log(read) = read_slope * log(shot) +
+    read_offset + N(0, read_spread). `shot` is drawn log-uniformly from `shot_range`.
+    """
+
+    shot_range: tuple[float, float] = (5e-6, 2e-3)
+    read_slope: float = 2.18
+    read_offset: float = 1.2
+    read_spread: float = 0.26
+    red_gain: tuple[float, float] = (1.9, 2.4)
+    blue_gain: tuple[float, float] = (1.5, 1.9)
+    ccm_crosstalk: tuple[float, float] = (0.05, 0.6)  # how far the camera's colours are from sRGB
+    chroma_smooth_prob: float = 0.9  # in-camera noise reduction blurs colour noise more than luma
+    chroma_smooth_sigma: tuple[float, float] = (0.8, 3.0)
+    luma_smooth_prob: float = 0.5  # and luma noise a little
+    luma_smooth_sigma: tuple[float, float] = (0.3, 0.8)
+    sharpen_prob: float = 0.3  # in-camera sharpening amplifies the fine-scale noise
+    sharpen_amount: tuple[float, float] = (0.2, 1.0)
+    jpeg_prob: float = 0.8
+    jpeg_quality: tuple[int, int] = (75, 98)
+
+
+def srgb_to_linear(img: np.ndarray) -> np.ndarray:
+    """Invert the global tone curve (a smoothstep) and the 2.2 gamma of a processed photo."""
+    y = np.clip(img, 0.0, 1.0)
+    x = 0.5 - np.sin(np.arcsin(1.0 - 2.0 * y) / 3.0)
+    return np.power(np.maximum(x, 1e-8), 2.2).astype(np.float32)
+
+
+def linear_to_srgb(img: np.ndarray) -> np.ndarray:
+    """2.2 gamma, then the smoothstep tone curve: the inverse of `srgb_to_linear`."""
+    x = np.power(np.clip(img, 1e-8, 1.0), 1.0 / 2.2)
+    return (3.0 * x**2 - 2.0 * x**3).astype(np.float32)
+
+
+def random_cam_to_rgb(rng: np.random.Generator, crosstalk: tuple[float, float]) -> np.ndarray:
+    """A camera-to-sRGB colour matrix: diagonally dominant, negative off-diagonals, rows summing
+    to 1 (white stays white), like the matrices raw converters apply."""
+    off = -rng.uniform(0.0, 1.0, (3, 3)) * rng.uniform(*crosstalk) / 2.0
+    np.fill_diagonal(off, 0.0)
+    return (off + np.diag(1.0 - off.sum(axis=1))).astype(np.float32)
+
+
+def mosaic_rggb(img: np.ndarray) -> np.ndarray:
+    """HxWx3 -> HxW Bayer RGGB raw image (each pixel keeps the one colour its filter passes)."""
+    raw = img[..., 1].copy()
+    raw[0::2, 0::2] = img[0::2, 0::2, 0]
+    raw[1::2, 1::2] = img[1::2, 1::2, 2]
+    return raw
+
+
+_BILINEAR_RB = np.array([[0.25, 0.5, 0.25], [0.5, 1.0, 0.5], [0.25, 0.5, 0.25]], np.float32)
+_BILINEAR_G = np.array([[0.0, 0.25, 0.0], [0.25, 1.0, 0.25], [0.0, 0.25, 0.0]], np.float32)
+
+
+def demosaic_bilinear(raw: np.ndarray) -> np.ndarray:
+    """HxW RGGB raw -> HxWx3 by bilinear interpolation of each colour plane.
+
+    'mirror' borders keep the Bayer phase at the edges, so no colour is borrowed from the wrong
+    filter. Bilinear interpolation spreads each pixel's noise over its neighbours: the spatial
+    correlation that makes real noise hard for a model trained on white noise.
+    """
+    h, w = raw.shape
+    masks = np.zeros((3, h, w), np.float32)
+    masks[0, 0::2, 0::2] = 1
+    masks[1, 0::2, 1::2] = masks[1, 1::2, 0::2] = 1
+    masks[2, 1::2, 1::2] = 1
+    planes = [convolve(raw * m, k, mode="mirror") for m, k in zip(masks, (_BILINEAR_RB, _BILINEAR_G, _BILINEAR_RB))]
+    return np.stack(planes, axis=-1).astype(np.float32)
+
+
+def unsharp_mask(img: np.ndarray, amount: float, sigma: float = 1.0) -> np.ndarray:
+    """In-camera sharpening: img + amount * (img - gaussian blur of img)."""
+    return img + amount * (img - blur(img, gaussian_kernel(sigma)))
+
+
+def smooth_noise(noise: np.ndarray, chroma_sigma: float, luma_sigma: float) -> np.ndarray:
+    """Blur the colour-difference and the luma parts of an HxWx3 noise field by their own
+    amounts (0: keep), as in-camera noise reduction does (colour noise much more than luma)."""
+    luma = noise.mean(axis=2, keepdims=True)
+    chroma = noise - luma
+    if chroma_sigma > 0:
+        chroma = blur(chroma, gaussian_kernel(chroma_sigma))
+    if luma_sigma > 0:
+        luma = blur(luma, gaussian_kernel(luma_sigma))
+    return luma + chroma
+
+
+def add_camera_noise(img: np.ndarray, rng: np.random.Generator, cfg: CameraNoiseConfig | None = None) -> np.ndarray:
+    """Photograph a clean sRGB image again with a random noisy camera (HxWx3, [0, 1] in and out).
+
+    Unprocess (tone curve, gamma, colour matrix, white balance, Bayer mosaic), add shot and read
+    noise, process back (bilinear demosaic, white balance, colour matrix, gamma, tone curve,
+    optional sharpening and JPEG). Without noise the round trip returns the input up to clipping,
+    so the clean image stays the training target. Odd sides are handled by mirror-padding by one.
+    """
+    cfg = cfg or CameraNoiseConfig()
+    h, w = img.shape[:2]
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"camera noise needs an HxWx3 colour image, got shape {img.shape}")
+    padded = np.pad(img, ((0, h % 2), (0, w % 2), (0, 0)), mode="reflect") if (h % 2 or w % 2) else img
+    cam_to_rgb = random_cam_to_rgb(rng, cfg.ccm_crosstalk)
+    gains = np.array([rng.uniform(*cfg.red_gain), 1.0, rng.uniform(*cfg.blue_gain)], np.float32)
+    brightness = np.float32(1.0 / max(rng.normal(0.8, 0.1), 0.5))  # the exposure the camera chose
+    log_shot = rng.uniform(np.log(cfg.shot_range[0]), np.log(cfg.shot_range[1]))
+    shot = float(np.exp(log_shot))
+    read = float(np.exp(cfg.read_slope * log_shot + cfg.read_offset + rng.normal(0.0, cfg.read_spread)))
+
+    linear = srgb_to_linear(padded)
+    cam = linear @ np.linalg.inv(cam_to_rgb).T.astype(np.float32)
+    raw = mosaic_rggb(np.clip(cam / (gains * brightness), 0.0, 1.0))
+    noisy_raw = raw + rng.standard_normal(raw.shape, dtype=np.float32) * np.sqrt(shot * raw + read).astype(np.float32)
+
+    def process(r: np.ndarray) -> np.ndarray:
+        rgb = demosaic_bilinear(np.clip(r, 0.0, 1.0)) * (gains * brightness)
+        return linear_to_srgb(np.clip(rgb @ cam_to_rgb.T, 0.0, 1.0))
+
+    # Only the noise goes through the camera: a bilinear demosaic of the clean raw would also blur
+    # the picture, and a model cannot learn to restore detail the target photo never lost.
+    noise = process(noisy_raw) - process(raw)
+    chroma_sigma = rng.uniform(*cfg.chroma_smooth_sigma) if rng.random() < cfg.chroma_smooth_prob else 0.0
+    luma_sigma = rng.uniform(*cfg.luma_smooth_sigma) if rng.random() < cfg.luma_smooth_prob else 0.0
+    noise = smooth_noise(noise, chroma_sigma, luma_sigma)
+    if rng.random() < cfg.sharpen_prob:
+        noise = unsharp_mask(noise, rng.uniform(*cfg.sharpen_amount))
+    out = padded + noise
+    if rng.random() < cfg.jpeg_prob:
+        out = jpeg_compress(out, int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1)))
+    return np.clip(out[:h, :w], 0.0, 1.0).astype(np.float32)
+
 @dataclass(frozen=True)
 class DegradationConfig:
     """What to do to a clean patch. Sigmas on the 0-255 scale; probabilities in [0, 1]."""
@@ -123,6 +267,18 @@ class DegradationConfig:
     kernel_size: int = 25
     deblur_sigma_max: float = 3.0  # mild noise added after blur for the deblur task
     quantize: bool = True  # clip and round to 8 bits, as real photos arrive
+    camera_prob: float = 0.0  # denoise: share of samples noised through the camera pipeline instead
+    camera: CameraNoiseConfig = CameraNoiseConfig()
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "DegradationConfig":
+        """Rebuild from `dataclasses.asdict` output read back from JSON (lists become tuples)."""
+        def tuples(d: dict) -> dict:
+            return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        fields = tuples(values)
+        if isinstance(fields.get("camera"), dict):
+            fields["camera"] = CameraNoiseConfig(**tuples(fields["camera"]))
+        return cls(**fields)
 
 
 def random_blur_kernel(cfg: DegradationConfig, rng: np.random.Generator) -> np.ndarray:
@@ -142,7 +298,9 @@ def degrade(img: np.ndarray, cfg: DegradationConfig, rng: np.random.Generator) -
         out = blur(out, random_blur_kernel(cfg, rng))
         if cfg.task == "deblur":  # mild noise only: the sigma range is the denoiser's
             sigma_min, sigma_max = 0.0, cfg.deblur_sigma_max
-    if sigma_max > 0:
+    if cfg.task == "denoise" and cfg.camera_prob > 0 and out.shape[-1] == 3 and rng.random() < cfg.camera_prob:
+        out = add_camera_noise(out, rng, cfg.camera)
+    elif sigma_max > 0:
         if cfg.task != "deblur" and rng.random() < cfg.poisson_prob:
             out = add_poisson_gaussian_noise(out, rng.uniform(0, cfg.shot_max), rng.uniform(0, sigma_max / 5), rng)
         else:

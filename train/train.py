@@ -28,7 +28,7 @@ from edge_runtime.contract import DEFAULT_TILE, TORCH_LAYOUT, ModelContract
 from edge_runtime.metrics import psnr
 
 from .checkpoint import load_checkpoint, load_restorer, load_weights, save_checkpoint, warm_start_weights
-from .data import PatchConfig, PatchSampler, is_held_out, list_images, load_images, validation_pairs
+from .data import BatchPrefetcher, PatchConfig, PatchSampler, is_held_out, list_images, load_images, validation_pairs
 from .degradations import DegradationConfig
 from .losses import charbonnier, restoration_loss
 from .model import PRESETS, Restorer, RestorerConfig, preset
@@ -70,6 +70,7 @@ class TrainConfig:
     amp: bool = False  # mixed precision: bfloat16 autocast on CPU, float16 autocast + GradScaler on CUDA
     grad_checkpoint: bool = False  # recompute encoder/decoder stages in backward (less memory)
     tile_size: int = DEFAULT_TILE  # tile side recorded in the checkpoints' model contract
+    loader_workers: int = 0  # processes that degrade batches ahead of the model (0: in the loop)
     patch: PatchConfig = field(default_factory=PatchConfig)
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
 
@@ -241,6 +242,8 @@ def float_teacher(model: Restorer) -> Restorer:
 
 def validation_degradation(train_deg: DegradationConfig) -> DegradationConfig:
     """Denoisers are tracked at the standard AWGN sigma 25; deblurrers on their training mix."""
+    if train_deg.task == "denoise" and train_deg.camera_prob > 0:  # a real-noise model: tracked on camera noise
+        return replace(train_deg, camera_prob=1.0)
     if train_deg.task == "denoise":
         return replace(train_deg, sigma_min=25.0, sigma_max=25.0, poisson_prob=0.0, jpeg_prob=0.0)
     return train_deg
@@ -380,6 +383,9 @@ def _train(cfg: TrainConfig, ddp: Distributed, device: torch.device) -> Path:
                 "contract": contract.to_json(), **extra}
 
     metrics = MetricsLog(out, list(val)) if ddp.is_main else None
+    # an exception mid-run leaves the pool to multiprocessing's exit finalizer, which terminates it
+    prefetch = (BatchPrefetcher(sampler, (batch_index(s, ddp) for s in range(start, cfg.steps)), cfg.loader_workers)
+                if cfg.loader_workers > 0 else None)
     model.train()
     t0, seen = time.time(), 0
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="qat" if cfg.qat else "train",
@@ -388,7 +394,8 @@ def _train(cfg: TrainConfig, ddp: Distributed, device: torch.device) -> Path:
         lr = learning_rate(cfg, step)
         for group in opt.param_groups:
             group["lr"] = lr
-        degraded, clean = (torch.from_numpy(a).to(device) for a in sampler.batch(batch_index(step, ddp)))
+        arrays = prefetch.next() if prefetch is not None else sampler.batch(batch_index(step, ddp))
+        degraded, clean = (torch.from_numpy(a).to(device, non_blocking=True) for a in arrays)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=cfg.amp):
             restored = model(degraded)
         loss = restoration_loss(restored.float(), clean, cfg.freq_loss)
@@ -442,6 +449,8 @@ def _train(cfg: TrainConfig, ddp: Distributed, device: torch.device) -> Path:
             metrics.flush()
     if metrics is not None:
         metrics.close()
+    if prefetch is not None:
+        prefetch.close()
     if ddp.is_main and not best_path.exists():
         save_checkpoint(best_path, payload(cfg.steps))
     if ddp.enabled:
