@@ -16,6 +16,7 @@ from scipy.ndimage import convolve
 from scipy.signal import fftconvolve
 
 from edge_runtime.contract import PIXEL_MAX
+from edge_runtime.kernels import disk_kernel, gaussian_kernel
 
 
 def quantize_8bit(img: np.ndarray) -> np.ndarray:
@@ -52,22 +53,8 @@ def jpeg_compress(img: np.ndarray, quality: int) -> np.ndarray:
     return out[..., None] if squeeze else out
 
 
-def gaussian_kernel(sigma: float, size: int | None = None) -> np.ndarray:
-    """Normalised isotropic Gaussian blur kernel (odd size, default 6 sigma + 1)."""
-    size = size or 2 * int(np.ceil(3 * sigma)) + 1
-    ax = np.arange(size, dtype=np.float64) - (size - 1) / 2
-    k = np.exp(-(ax[:, None] ** 2 + ax[None, :] ** 2) / (2 * max(sigma, 1e-6) ** 2))
-    return (k / k.sum()).astype(np.float32)
-
-
-def defocus_kernel(radius: float) -> np.ndarray:
-    """Normalised disc (out-of-focus) kernel, anti-aliased at the rim by 4x supersampling."""
-    size = 2 * int(np.ceil(radius)) + 1
-    sub = 4
-    ax = (np.arange(size * sub) + 0.5) / sub - size / 2
-    disc = (ax[:, None] ** 2 + ax[None, :] ** 2 <= radius**2).astype(np.float64)
-    k = disc.reshape(size, sub, size, sub).mean(axis=(1, 3))
-    return (k / k.sum()).astype(np.float32)
+# One implementation of the parametric kernels, shared with the board runtime's `--kernel` grammar.
+defocus_kernel = disk_kernel
 
 
 def motion_kernel(rng: np.random.Generator, size: int = 25, steps: int = 64) -> np.ndarray:
