@@ -19,7 +19,7 @@ import numpy as np
 
 from .backends import Backend, open_backend, read_model_bytes, tflite_contract
 from .contract import ModelContract
-from .errors import ModelError
+from .errors import ModelError, UsageError
 from .tiling import RunTile, Tiler
 
 #: Environment variable with extra model folders (os.pathsep-separated), searched first.
@@ -93,8 +93,9 @@ class RunStats:
 class RestorationModel:
     """A loaded model plus its contract; `restore()` runs any image size through it."""
 
-    def __init__(self, backend: Backend, overlap: int | None = None) -> None:
+    def __init__(self, backend: Backend, overlap: int | None = None, strength: float = 1.0) -> None:
         self.backend = backend
+        self.strength = check_strength(strength)
         self.contract: ModelContract = backend.contract
         self.tile_size = backend.tile_size
         self.overlap = self.contract.overlap if overlap is None else int(overlap)
@@ -110,8 +111,12 @@ class RestorationModel:
         return f"RestorationModel({self.backend.describe()})"
 
     def run_tile(self, tile: np.ndarray) -> np.ndarray:
-        """One (1, T, T, C) float32 tile in [0, 1] through the model (timed into self.stats)."""
-        return self._timed(self.backend.run, tile)
+        """One (1, T, T, C) float32 tile in [0, 1] through the model (timed into self.stats),
+        scaled by `strength`: input + strength * (model output - input)."""
+        out = self._timed(self.backend.run, tile)
+        if self.strength != 1.0:
+            out = tile + np.float32(self.strength) * (out - tile)
+        return out
 
     def _timed(self, run: RunTile, tile: np.ndarray) -> np.ndarray:
         start = time.perf_counter()
@@ -126,8 +131,8 @@ class RestorationModel:
     @property
     def pixel_runner(self) -> RunTile | None:
         """run_tile for (1, T, T, C) uint8 tiles when the backend takes 8-bit pixels directly, else
-        None: the `run_pixels` argument of Tiler.run."""
-        return self._run_pixels if self.backend.takes_pixels else None
+        None: the `run_pixels` argument of Tiler.run. A strength other than 1 needs the float path."""
+        return self._run_pixels if self.backend.takes_pixels and self.strength == 1.0 else None
 
     def tiler(self, height: int, width: int, channels: int) -> Tiler:
         return Tiler(height, width, self.tile_size, self.overlap, channels, self.backend.channels)
@@ -165,6 +170,19 @@ def _join(out: np.ndarray, alpha: np.ndarray | None, squeeze: bool) -> np.ndarra
     return out[..., 0] if squeeze else out
 
 
+#: Largest --strength accepted: beyond 2 the output extrapolates past the model's own estimate by
+#: more than the model's whole correction, which only amplifies artefacts.
+MAX_STRENGTH = 2.0
+
+
+def check_strength(strength: float) -> float:
+    """A restoration strength in [0, MAX_STRENGTH] (1: the model as trained; 0: the input)."""
+    value = float(strength)
+    if not (np.isfinite(value) and 0.0 <= value <= MAX_STRENGTH):
+        raise UsageError(f"strength must be a number between 0 and {MAX_STRENGTH:g}, got {strength}")
+    return value
+
+
 def load_model(
     path_or_name: str | os.PathLike,
     threads: int | None = None,
@@ -172,16 +190,20 @@ def load_model(
     *,
     cpu_fallback: bool = False,
     overlap: int | None = None,
+    strength: float = 1.0,
 ) -> RestorationModel:
     """Load and validate a .tflite or .onnx model (or a shipped short name like "denoise").
 
     threads: interpreter threads (default os.cpu_count()); device: "cpu" or "edgetpu";
     cpu_fallback: run on the CPU with a warning when the Edge TPU is missing (else DeviceError);
     overlap: tile overlap in pixels (default: the model contract's).
+    strength: how much of the model's correction is applied, input + strength * (output - input):
+    1 (default) is the model as trained, below 1 keeps more of the input (texture, skin), above 1
+    removes more (flat sky); at most MAX_STRENGTH.
     Raises ModelError with a one-line message for any invalid model.
     """
     backend = open_backend(resolve_model(path_or_name), threads=threads, device=device, cpu_fallback=cpu_fallback)
-    return RestorationModel(backend, overlap=overlap)
+    return RestorationModel(backend, overlap=overlap, strength=strength)
 
 
 class FrameStream:

@@ -20,9 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from . import errors
-from .api import RestorationModel, list_models, load_model, models_dirs, resolve_model
+from .api import MAX_STRENGTH, RestorationModel, check_strength, list_models, load_model, models_dirs, resolve_model
+from .deblur import DEFAULT_ITERATIONS, DeblurInfo, PnPSchedule, deblur_with_info
 from .backends import DEVICES
-from .classic import CLASSIC_METHODS, RL_ITERATIONS, estimate_noise_sigma, import_opencv, load_kernel, restore_classic
+from .classic import CLASSIC_METHODS, RL_ITERATIONS, estimate_noise_sigma, import_opencv, restore_classic
+from .kernels import KernelSpec, kernel_from_spec, parse_kernel_spec
 from .errors import EdgeRestoreError, InputImageError, MissingInputError, ModelError, OutputWriteError, UsageError
 from .imageio import (
     DEFAULT_MAX_PIXELS,
@@ -92,6 +94,10 @@ examples:
   {PROG} --model models/denoise_int8.tflite shots/ -r -o clean/ --json run.json
   {PROG} --model denoise --device edgetpu --cpu-fallback --benchmark --compare img.png
   {PROG} --list-models
+  {PROG} --model denoise --strength 0.7 portrait.jpg     # lighter denoising, more texture kept
+  {PROG} --model denoise --kernel k.npy --noise-sigma 2.55 photo.png -o out.png   # deblur, known kernel
+  {PROG} --model denoise --kernel motion:15,30 belt.png   # linear motion: belt speed x exposure
+  {PROG} --model denoise --kernel estimate --save-kernel k.png shaky.jpg   # blind deblurring
   {PROG} --classic wiener --kernel k.npy --noise-sigma 2.55 photo.jpg -o out.png   # no model needed
   {PROG} --classic rl --kernel shake.png --rl-iterations 20 photos/ -o restored/
   {PROG} --classic nlm noisy.png          # OpenCV; noise sigma estimated per image and printed
@@ -134,6 +140,14 @@ def _noise_sigma(text: str) -> float:
     return value
 
 
+def _strength(text: str) -> float:
+    """argparse type: a restoration strength in [0, MAX_STRENGTH]."""
+    try:
+        return check_strength(float(text))
+    except (ValueError, UsageError):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number between 0 and {MAX_STRENGTH:g}") from None
+
+
 def _quality(text: str) -> int:
     value = _positive_int(text)
     if value > 100:
@@ -164,13 +178,34 @@ def build_parser() -> argparse.ArgumentParser:
         "progress is computed (that file is then abandoned). E.g. --classic wiener --kernel k.npy --noise-sigma 2.55",
     )
     p.add_argument(
-        "--kernel", metavar="PATH",
-        help="with --classic wiener or rl: the blur kernel, a 2-D .npy array or a .png image (luminance), "
-        "non-negative; normalised to sum 1 and centred on pixel ((h-1)//2, (w-1)//2). E.g. --kernel shake.png",
+        "--kernel", metavar="SPEC",
+        help="the blur kernel: with a denoiser --model it means plug-and-play deconvolution (the model is the "
+        "image prior; docs/deblur.md), with --classic wiener or rl the classic deconvolution. SPEC is a 2-D "
+        ".npy array or a .png image (luminance, non-negative; normalised to sum 1 and centred on pixel "
+        "((h-1)//2, (w-1)//2)); motion:LENGTH,ANGLE (linear motion in px and degrees counter-clockwise, e.g. "
+        "a conveyor belt's speed x exposure); disk:RADIUS (defocus); gaussian:SIGMA; estimate (blind, "
+        "estimated from each image); motion:estimate (only a linear motion's length and angle estimated). "
+        "E.g. --kernel shake.png, --kernel motion:15,30",
+    )
+    p.add_argument(
+        "--iterations", type=_positive_int, default=None, metavar="N",
+        help=f"with --model and --kernel: plug-and-play iterations, one denoiser pass each (default "
+        f"{DEFAULT_ITERATIONS}; fewer is faster, see docs/deblur.md)",
+    )
+    p.add_argument(
+        "--save-kernel", metavar="PATH",
+        help="with --kernel: write the kernel used (estimated or built from its parameters) to PATH (.npy "
+        "array, or .png scaled to its maximum); one input only",
+    )
+    p.add_argument(
+        "--strength", type=_strength, default=None, metavar="S",
+        help=f"with --model (denoising): how much of the model's correction to apply, output = input + S x "
+        f"(model - input); 1 (default) is the model as trained, 0.5 keeps more texture (faces), 1.3 smooths "
+        f"more (sky); 0 to {MAX_STRENGTH:g}",
     )
     p.add_argument(
         "--noise-sigma", type=_noise_sigma, default=None, metavar="S",
-        help="with --classic wiener, nlm or nlm-lab: the noise std on the 0-255 scale for every image "
+        help="with --classic wiener, nlm or nlm-lab, or --model with --kernel: the noise std on the 0-255 scale for every image "
         "(2.55 = 1%% of full range; default: estimated per image and printed). E.g. --noise-sigma 25",
     )
     p.add_argument(
@@ -213,6 +248,7 @@ class Job:
     seconds: float = 0.0
     megapixels: float = 0.0
     noise_sigma: float | None = None  # --classic without --noise-sigma: the sigma estimated for this image
+    deblur: dict | None = None  # --model with --kernel: the kernel and schedule this image used
 
     def manifest(self) -> dict:
         entry = {
@@ -225,6 +261,8 @@ class Job:
         }
         if self.noise_sigma is not None:
             entry["noise_sigma"] = round(self.noise_sigma, 3)
+        if self.deblur is not None:
+            entry["deblur"] = self.deblur
         return entry
 
 
@@ -558,7 +596,13 @@ def prepare_classic(args: argparse.Namespace) -> ClassicRun:
     Raises KernelError (65) for a bad kernel file, MissingInputError (66) for a missing one and
     DependencyError (78, naming the pip package) when NLM is asked for without OpenCV.
     """
-    kernel = load_kernel(args.kernel) if args.kernel is not None else None
+    kernel = None
+    if args.kernel is not None:
+        spec = parse_kernel_spec(args.kernel)
+        if spec.blind:
+            raise UsageError(f"--kernel {args.kernel} (blind estimation) goes with a denoiser --model "
+                             "(plug-and-play); --classic needs a known kernel")
+        kernel = kernel_from_spec(spec)
     if args.classic in ("nlm", "nlm-lab"):
         cv2 = import_opencv()
         if args.threads is not None:
@@ -567,6 +611,68 @@ def prepare_classic(args: argparse.Namespace) -> ClassicRun:
         method=args.classic, kernel=kernel, kernel_path=args.kernel, sigma=args.noise_sigma,
         iterations=RL_ITERATIONS if args.rl_iterations is None else args.rl_iterations,
     )
+
+
+@dataclass(frozen=True)
+class PnPRun:
+    """The settings of a --model --kernel run: the kernel spec (a known kernel loaded once, before
+    the batch), the noise sigma (None: estimated per image) and the schedule."""
+
+    spec: KernelSpec
+    kernel: np.ndarray | None  # None: estimated from each image
+    sigma: float | None
+    schedule: PnPSchedule
+    save_kernel: Path | None = None
+
+    def manifest(self) -> dict:
+        return {"kernel": self.spec.describe(), "noise_sigma": self.sigma, "iterations": self.schedule.iterations}
+
+
+def prepare_pnp(args: argparse.Namespace) -> PnPRun:
+    """Parse --kernel and load a known kernel once, so a bad kernel fails (65/66) before any image."""
+    spec = parse_kernel_spec(args.kernel)
+    kernel = None if spec.blind else kernel_from_spec(spec)
+    iterations = DEFAULT_ITERATIONS if args.iterations is None else args.iterations
+    return PnPRun(spec, kernel, args.noise_sigma, PnPSchedule(iterations=iterations),
+                  Path(args.save_kernel) if args.save_kernel else None)
+
+
+def save_kernel(path: Path, kernel: np.ndarray) -> None:
+    """Write a kernel as .npy (exact float64) or .png (8-bit, scaled to its maximum), atomically."""
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        import io
+
+        buf = io.BytesIO()
+        np.save(buf, kernel.astype(np.float64), allow_pickle=False)
+        atomic_write(path, lambda fh: fh.write(buf.getvalue()))
+    elif suffix == ".png":
+        from PIL import Image
+        import io
+
+        buf = io.BytesIO()
+        Image.fromarray(np.rint(kernel / kernel.max() * 255).astype(np.uint8)).save(buf, format="PNG")
+        atomic_write(path, lambda fh: fh.write(buf.getvalue()))
+    else:
+        raise UsageError(f"--save-kernel {path}: use a .npy or .png file name")
+
+
+def restore_file_pnp(model: RestorationModel, run: PnPRun, job: Job, quality: int, max_pixels: int,
+                     progress=None) -> DeblurInfo:
+    """Read, deconvolve (plug-and-play, the model as the prior) and write one job's image."""
+    picture: Picture = read_image(job.input, max_pixels=max_pixels)
+    kernel = run.kernel if run.kernel is not None else run.spec
+    restored, info = deblur_with_info(picture.color, kernel, model, run.sigma, schedule=run.schedule,
+                                      progress=progress)
+    if run.kernel is not None:  # loaded once before the batch: record where it came from, not "array"
+        info.kernel_source = run.spec.describe()
+    if info.noise_sigma_estimated:
+        job.noise_sigma = info.noise_sigma
+    job.deblur = info.manifest()
+    if run.save_kernel is not None:
+        save_kernel(run.save_kernel, info.kernel)
+    write_restored(job, picture, restored, quality)
+    return info
 
 
 def restore_file_classic(run: ClassicRun, job: Job, quality: int, max_pixels: int, progress=None) -> None:
@@ -670,14 +776,27 @@ def check_method_options(args: argparse.Namespace) -> str | None:
         return "--classic and --model exclude each other"
     if not args.classic and not args.model:
         return "--model or --classic is required (a .tflite/.onnx path or a short name, see --list-models; or a classic method)"
+    if args.save_kernel is not None and args.kernel is None:
+        return "--save-kernel goes with --kernel"
     if not args.classic:
-        given = [flag for flag, value in (("--kernel", args.kernel), ("--noise-sigma", args.noise_sigma),
-                                          ("--rl-iterations", args.rl_iterations)) if value is not None]
-        return f"{given[0]} goes with --classic" if given else None
+        if args.kernel is None:
+            given = [flag for flag, value in (("--noise-sigma", args.noise_sigma), ("--iterations", args.iterations))
+                     if value is not None]
+            if given:
+                return f"{given[0]} goes with --kernel (deconvolution) or --classic"
+        elif args.strength is not None:
+            return "--strength scales a denoiser's correction; with --kernel use --iterations or --noise-sigma"
+        if args.rl_iterations is not None:
+            return "--rl-iterations goes with --classic rl"
+        return None
+    if args.strength is not None:
+        return "--strength goes with --model"
+    if args.iterations is not None:
+        return "--iterations goes with --model and --kernel (plug-and-play); --classic rl uses --rl-iterations"
     method = args.classic
     deconvolution = method in ("wiener", "rl")
     if deconvolution and args.kernel is None:
-        return f"--classic {method} needs the blur kernel: --kernel PATH (.npy or .png)"
+        return f"--classic {method} needs the blur kernel: --kernel SPEC (.npy/.png file, motion:L,A, disk:R, ...)"
     if not deconvolution and args.kernel is not None:
         return f"--kernel goes with --classic wiener or rl, not {method} (which denoises)"
     if method == "rl" and args.noise_sigma is not None:
@@ -722,11 +841,14 @@ def _main(argv: list[str] | None) -> int:
     preflight_outputs(jobs, manifest_path)
     remove_stale_temps([d for j in jobs for d in (j.output, j.compare) if d is not None]
                        + ([manifest_path] if manifest_path else []))
+    if args.save_kernel is not None and len(jobs) > 1:
+        parser.error("--save-kernel writes one kernel: give one input")
     classic = prepare_classic(args) if args.classic else None  # as cheap as the checks above: before any image
+    pnp = prepare_pnp(args) if args.model and args.kernel is not None else None
 
     with StopSignals() as stop:
         try:
-            return _run_jobs(args, jobs, manifest_path, stop, classic)
+            return _run_jobs(args, jobs, manifest_path, stop, classic, pnp)
         except Interrupted as exc:  # a signal while the model loads, or a second one
             print(f"{PROG}: interrupted by {exc.name}", file=sys.stderr)
             return exc.exit_code
@@ -734,13 +856,13 @@ def _main(argv: list[str] | None) -> int:
 
 def _run_jobs(
     args: argparse.Namespace, jobs: list[Job], manifest_path: Path | None, stop: StopSignals,
-    classic: ClassicRun | None = None,
+    classic: ClassicRun | None = None, pnp: PnPRun | None = None,
 ) -> int:
     pending = [j for j in jobs if j.status == "pending"]
     model = None
     if pending and classic is None:
         model = load_model(args.model, threads=args.threads, device=args.device, cpu_fallback=args.cpu_fallback,
-                           overlap=args.tile_overlap)
+                           overlap=args.tile_overlap, strength=1.0 if args.strength is None else args.strength)
     stop.check()
 
     show = not args.quiet
@@ -765,6 +887,17 @@ def _run_jobs(
             stop.check()
             if classic is not None:
                 restore_file_classic(classic, job, args.quality, args.max_pixels, progress=tile_progress)
+            elif pnp is not None:
+                assert model is not None
+                info = restore_file_pnp(model, pnp, job, args.quality, args.max_pixels, progress=tile_progress)
+                if show and (info.noise_sigma_estimated or pnp.spec.blind):
+                    bar.close()
+                    src = job.deblur["kernel"]
+                    params = ", ".join(f"{k} {v}" for k, v in src.items() if k not in ("source", "shape"))
+                    print(f"{PROG}: {job.input}: kernel {src['source']} {src['shape'][1]}x{src['shape'][0]}"
+                          + (f" ({params})" if params else "")
+                          + (f", estimated noise sigma {info.noise_sigma:.2f} (0-255; set it with --noise-sigma)"
+                             if info.noise_sigma_estimated else ""), file=sys.stderr)
             else:
                 assert model is not None
                 restore_file(model, job, args.quality, args.max_pixels, progress=tile_progress)
@@ -787,7 +920,7 @@ def _run_jobs(
             bar.close()  # keep the message on its own line
             print(f"{PROG}: error: {job.error}", file=sys.stderr)
         else:
-            if show and job.noise_sigma is not None:
+            if show and job.noise_sigma is not None and pnp is None:
                 bar.close()
                 print(f"{PROG}: {job.input}: estimated noise sigma {job.noise_sigma:.2f} (0-255 scale; "
                       "set it with --noise-sigma)", file=sys.stderr)
@@ -813,7 +946,8 @@ def _run_jobs(
         _print_benchmark(bench)
     manifest_ok = True
     if manifest_path is not None:
-        manifest_ok = _write_manifest(manifest_path, args.model, model, jobs, wall, bench, interrupted, classic)
+        manifest_ok = _write_manifest(manifest_path, args.model, model, jobs, wall, bench, interrupted, classic, pnp,
+                                      args.strength)
 
     if interrupted is not None:
         left = sum(j.status in ("pending", "interrupted") for j in jobs)
@@ -876,7 +1010,8 @@ def _print_benchmark(b: dict) -> None:
 
 def _write_manifest(
     path: Path, model_arg: str | None, model: RestorationModel | None, jobs: list[Job], wall: float, bench: dict | None,
-    interrupted: Interrupted | None = None, classic: ClassicRun | None = None,
+    interrupted: Interrupted | None = None, classic: ClassicRun | None = None, pnp: PnPRun | None = None,
+    strength: float | None = None,
 ) -> bool:
     if classic is not None:
         model_field = classic.label
@@ -886,6 +1021,8 @@ def _write_manifest(
         "model": model_field,
         "contract": asdict(model.contract) if model is not None else None,
         "classic": classic.manifest() if classic is not None else None,
+        "deconvolution": pnp.manifest() if pnp is not None else None,
+        "strength": (1.0 if strength is None else strength) if model is not None and pnp is None else None,
         "files": [j.manifest() for j in jobs],
         "summary": {
             "total": len(jobs),

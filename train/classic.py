@@ -31,6 +31,7 @@ from edge_runtime.classic import (
     WIENER_PRIOR_GRADIENT_ENERGY,
     _check_image,
     edge_taper_pad,
+    estimate_noise_sigma,
     nlm_opencv,
     richardson_lucy,
     wiener_deconvolve,
@@ -48,6 +49,7 @@ __all__ = [
     "richardson_lucy",
     "nlm_opencv",
     "nlm_skimage",
+    "estimate_noise_sigma",
     "wavelet_denoise",
     "edge_taper_pad",
 ]

@@ -12,6 +12,12 @@ Degradation specs (repeat --degradation for several):
                           plus --blur-noise Gaussian noise; motion:levin finds the Levin et al. kernels
                           in ../shared/datasets/blur_kernels/levin09_npy
   gauss-blur:SIGMA        Gaussian blur of std SIGMA pixels plus --blur-noise Gaussian noise
+  pairs:NOISY,CLEAN       real noisy/reference pairs inside --clean itself, told apart by the end of
+                          the file name, e.g. pairs:_real,_mean (real_noise_dev, PolyU layout): the
+                          references are the *_mean files; scores are also given per camera prefix
+                          (the part of the name before the first '_'); classic denoisers get the
+                          noise sigma measured from the reference (RMS of noisy - reference) or,
+                          for the -est rows, the sigma estimated from the noisy image alone
   paired:DIR              real degraded photos: DIR holds, under the same relative names as --clean,
                           the degraded version of each clean image (e.g. GoPro blur/sharp pairs);
                           nothing is synthesised, the seed is unused, and the classic methods that
@@ -22,6 +28,9 @@ Methods (--methods, comma list; default: the ones that fit each degradation):
   nlm-opencv, nlm-opencv-lab, nlm-skimage, wavelet
                 denoisers (noise-only degradations), given the true sigma; nlm-opencv-lab is
                 OpenCV's colour (CIELAB) variant, nlm-opencv the 3-channel RGB one
+  nlm-opencv-est, cbm3d, cbm3d-est
+                the same NLM with the noise sigma estimated from the noisy image; CBM3D (the
+                `bm3d` package, if installed) with the given / estimated sigma
   wiener, rl    deconvolution (blur degradations), given the true kernel (and sigma for Wiener)
 
 Examples:
@@ -43,7 +52,7 @@ import shlex
 import sys
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -66,8 +75,8 @@ DEFAULT_BLUR_NOISE = 2.55
 LEVIN_SUBDIR = Path("shared/datasets/blur_kernels/levin09_npy")
 #: Smallest image side edge_runtime.metrics.ssim accepts (its 11x11 Gaussian window).
 SSIM_MIN_SIDE = 11
-KINDS = ("awgn", "poisson-gauss", "motion", "gauss-blur", "paired")
-NOISE_KINDS = ("awgn", "poisson-gauss")
+KINDS = ("awgn", "poisson-gauss", "motion", "gauss-blur", "paired", "pairs")
+NOISE_KINDS = ("awgn", "poisson-gauss", "pairs")
 BLUR_KINDS = ("motion", "gauss-blur")
 
 
@@ -102,6 +111,8 @@ class Degradation:
     kernels: tuple[tuple[str, np.ndarray], ...] = field(default=(), compare=False)
     kernel_dir: str = ""
     pairs_dir: str = ""  # paired: folder of the real degraded images
+    noisy_suffix: str = ""  # pairs: end of a noisy file's stem (its reference ends in clean_suffix)
+    clean_suffix: str = ""
 
     @property
     def is_blur(self) -> bool:
@@ -114,6 +125,9 @@ class Degradation:
             return (f"Poisson-Gaussian noise, variance {self.shot:g} * x + ({self.read:g}/255)^2; "
                     "denoisers get the image's RMS noise sigma")
         noise = f" + Gaussian noise sigma {self.sigma:g}" if self.sigma > 0 else ""
+        if self.kind == "pairs":
+            return (f"real noisy photos (`*{self.noisy_suffix}`) against their references (`*{self.clean_suffix}`); "
+                    "classic denoisers get the sigma measured from the reference")
         if self.kind == "paired":
             return f"real degraded photos from `{self.pairs_dir}`, paired by name with the clean ones"
         if self.kind == "gauss-blur":
@@ -128,6 +142,10 @@ class Degradation:
         """
         if self.kind == "paired":
             return self._read_pair(clean, name), Side(sigma=0.0)
+        if self.kind == "pairs":
+            noisy = self._read_noisy(clean, name)
+            residual = (noisy.astype(np.float64) - clean) * PIXEL_MAX
+            return noisy, Side(sigma=float(np.sqrt(np.mean(residual**2))))
         rng = np.random.default_rng([seed, zlib.crc32(self.spec.encode()), index])
         kernel, kname = None, None
         if self.kind == "awgn":
@@ -147,16 +165,31 @@ class Degradation:
         return quantize_8bit(out), Side(sigma=given, kernel=kernel, kernel_name=kname)
 
 
+    def reference_names(self, names: list[str]) -> list[str]:
+        """pairs: the references among `names` (their stem ends in clean_suffix)."""
+        return [n for n in names if Path(n).stem.endswith(self.clean_suffix)]
+
+    def _read_noisy(self, clean: np.ndarray, name: str) -> np.ndarray:
+        ref = Path(name)
+        stem = ref.stem[: len(ref.stem) - len(self.clean_suffix)] + self.noisy_suffix
+        matches = [p for p in (Path(self.pairs_dir) / ref.parent).glob(f"{stem}.*") if p.suffix.lower() == ref.suffix.lower()]
+        if len(matches) != 1:
+            raise EvalError(f"pairs: no single noisy image {stem}{ref.suffix} beside the reference {name}")
+        return self._checked(matches[0], clean)
+
     def _read_pair(self, clean: np.ndarray, name: str) -> np.ndarray:
         path = Path(self.pairs_dir) / name
         if not path.is_file():
             raise EvalError(f"paired: no degraded image {path} for the clean image {name}")
+        return self._checked(path, clean)
+
+    def _checked(self, path: Path, clean: np.ndarray) -> np.ndarray:
         try:
             degraded = load_image(path, clean.shape[2])
         except Exception as exc:  # noqa: BLE001 - any unreadable file is a clear input error
             raise EvalError(f"cannot read {path}: {exc}") from None
         if degraded.shape != clean.shape:
-            raise EvalError(f"paired: {path} is {degraded.shape[1]}x{degraded.shape[0]}, its clean image "
+            raise EvalError(f"{self.kind}: {path} is {degraded.shape[1]}x{degraded.shape[0]}, its clean image "
                             f"{clean.shape[1]}x{clean.shape[0]}")
         return degraded
 
@@ -215,6 +248,12 @@ def parse_degradation(spec: str, blur_noise: float = DEFAULT_BLUR_NOISE) -> Degr
     if kind == "poisson-gauss":
         shot, read = _numbers(arg, 2, spec)
         return Degradation(spec, kind, shot=shot, read=read)
+    if kind == "pairs":
+        noisy, sep2, ref = arg.partition(",")
+        if not sep2 or not noisy or not ref or noisy == ref:
+            raise EvalError(f"bad degradation {spec!r}: pairs:NOISY,CLEAN needs two different name endings, "
+                            "e.g. pairs:_real,_mean")
+        return Degradation(spec, kind, noisy_suffix=noisy, clean_suffix=ref)
     if kind == "paired":
         if not arg or not Path(arg).is_dir():
             raise EvalError(f"bad degradation {spec!r}: paired:DIR needs the folder of degraded images")
@@ -262,6 +301,13 @@ CLASSIC_METHODS: dict[str, Method] = {
                f"true sigma, h = {classic.NLM_SKIMAGE_H_FACTOR} sigma, fast mode", "a denoiser; this degradation is a blur"),
         Method("wavelet", lambda img, side: classic.wavelet_denoise(img, side.sigma), NOISE_KINDS,
                f"true sigma, BayesShrink, YCbCr, {classic.WAVELET}", "a denoiser; this degradation is a blur"),
+        Method("nlm-opencv-est", lambda img, side: classic.nlm_opencv(img, classic.estimate_noise_sigma(img)),
+               NOISE_KINDS, "sigma estimated from the noisy image (wavelet MAD), fastNlMeansDenoising on RGB",
+               "a denoiser; this degradation is a blur"),
+        Method("cbm3d", lambda img, side: cbm3d(img, side.sigma), NOISE_KINDS,
+               "true (or reference-measured) sigma, CBM3D from the bm3d package", "a denoiser; this degradation is a blur"),
+        Method("cbm3d-est", lambda img, side: cbm3d(img, classic.estimate_noise_sigma(img)), NOISE_KINDS,
+               "sigma estimated from the noisy image, CBM3D from the bm3d package", "a denoiser; this degradation is a blur"),
         Method("wiener", lambda img, side: classic.wiener_deconvolve(img, side.kernel, sigma=side.sigma), BLUR_KINDS,
                "true kernel and true sigma (1/f^2 image prior)", "needs a blur kernel; this degradation has none"),
         Method("rl", lambda img, side: classic.richardson_lucy(img, side.kernel), BLUR_KINDS,
@@ -270,10 +316,24 @@ CLASSIC_METHODS: dict[str, Method] = {
 }
 DEFAULT_METHODS = {
     "noise": ("identity", "nlm-opencv", "nlm-skimage", "wavelet"),
+    "pairs": ("identity", "nlm-opencv", "nlm-opencv-est", "cbm3d", "cbm3d-est"),
     "blur": ("identity", "wiener", "rl"),
     "paired": ("identity",),
 }
 PAIRED_SKIP = "needs the true sigma or blur kernel; real pairs have neither"
+
+
+def _has_bm3d() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("bm3d") is not None
+
+
+def cbm3d(img: np.ndarray, sigma: float) -> np.ndarray:
+    """CBM3D (Dabov et al. 2007) from the `bm3d` package, sigma on the 0-255 scale."""
+    import bm3d
+
+    return np.asarray(bm3d.bm3d_rgb(img.astype(np.float64), max(float(sigma), 1e-3) / PIXEL_MAX), dtype=np.float32)
 
 
 def _pad_to_multiple(img: np.ndarray, multiple: int) -> np.ndarray:
@@ -358,12 +418,14 @@ def load_model_method(path: str | Path, name: str, threads: int = 1) -> Method:
 
 def resolve_methods(deg: Degradation, requested: list[str] | None, models: list[Method]) -> tuple[list[Method], dict[str, str]]:
     """The methods to run on `deg` (requested ones that fit, or the defaults) plus skipped ones with why."""
-    group = "paired" if deg.kind == "paired" else "blur" if deg.is_blur else "noise"
+    group = deg.kind if deg.kind in ("paired", "pairs") else "blur" if deg.is_blur else "noise"
     names = list(requested) if requested is not None else list(DEFAULT_METHODS[group])
     chosen, skipped = [], {}
     for n in names:
         m = CLASSIC_METHODS[n]
-        if deg.kind in m.applies_to:
+        if m.name.startswith("cbm3d") and not _has_bm3d():
+            skipped[n] = "the bm3d package is not installed (pip install bm3d)"
+        elif deg.kind in m.applies_to:
             chosen.append(m)
         else:
             skipped[n] = PAIRED_SKIP if deg.kind == "paired" else m.skip_reason
@@ -413,7 +475,13 @@ def evaluate(
         rows = []
         total_s = {n: 0.0 for n in names}
         megapixels = 0.0
-        for index, (name, clean) in enumerate(tqdm(images, desc=deg.spec, unit="img", disable=not progress or None)):
+        deg_images = images
+        if deg.kind == "pairs":
+            keep = set(deg.reference_names([n for n, _ in images]))
+            deg_images = [(n, im) for n, im in images if n in keep]
+            if not deg_images:
+                raise EvalError(f"{deg.spec}: no reference image (name ending in {deg.clean_suffix!r}) in --clean")
+        for index, (name, clean) in enumerate(tqdm(deg_images, desc=deg.spec, unit="img", disable=not progress or None)):
             degraded, side = deg.apply(clean, index, seed, name)
             _warm_up(methods, degraded, side, warmed)
             mp = clean.shape[0] * clean.shape[1] / 1e6
@@ -463,9 +531,23 @@ def evaluate(
             "side_info": {m.name: m.side_info for m in methods},
             "skipped": skipped,
             "mean": mean,
+            "per_group": _group_means(rows, names) if deg.kind == "pairs" else None,
             "per_image": rows,
         }
     return out, examples
+
+
+def camera_prefix(name: str) -> str:
+    """The camera a real pair came from: its file name up to the first '_' (PolyU: Canon5D2_...)."""
+    return Path(name).name.split("_", 1)[0]
+
+
+def _group_means(rows: list[dict], names: list[str]) -> dict[str, dict[str, float]]:
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(camera_prefix(r["image"]), []).append(r)
+    return {g: {n: float(np.mean([r["psnr"][n] for r in rs])) for n in names} | {"images": len(rs)}
+            for g, rs in sorted(groups.items())}
 
 
 # --------------------------------------------------------------------------------------------
@@ -527,6 +609,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         raise EvalError("--crop must be >= 16")
     specs = list(dict.fromkeys(args.degradation))
     degradations = [parse_degradation(s, args.blur_noise) for s in specs]
+    degradations = [replace(d, pairs_dir=str(args.clean)) if d.kind == "pairs" else d for d in degradations]
     try:
         paths = list_images(args.clean)
     except FileNotFoundError as exc:
@@ -585,6 +668,9 @@ def summary(results: dict[str, Any]) -> str:
         for n in deg["methods"]:
             m = deg["mean"][n]
             lines.append(f"  {n:<24} PSNR {m['psnr']:6.2f} dB  SSIM {m['ssim']:.4f}  {m['sec_per_mp']:.3g} s/MP")
+        for group, means in (deg.get("per_group") or {}).items():
+            scores = ", ".join(f"{n} {means[n]:.2f}" for n in deg["methods"])
+            lines.append(f"  [{group}, {means['images']} pairs] {scores}")
     return "\n".join(lines)
 
 

@@ -1,0 +1,300 @@
+"""Plug-and-play deconvolution with the shipped denoiser as the image prior (numpy + the runtime).
+
+    from edge_runtime import load_model
+    from edge_runtime.deblur import deblur
+    sharp = deblur(photo, kernel="motion:15,30", model=load_model("denoise"), noise_sigma=2.55)
+
+Half-quadratic splitting (HQS), as in IRCNN (Zhang et al., CVPR 2017) and DPIR (Zhang et al.,
+TPAMI 2021): starting from the blurred image, alternate
+
+    data step   x = F^-1[(conj(K) Y + a_i Z) / (|K|^2 + a_i)]      (closed form, per channel)
+    prior step  z = D(x)                                            (the denoiser, tiled)
+
+with a_i = weight * s_n^2 / s_i^2 over noise levels s_i log-spaced from `start_sigma` down to the
+image's noise level s_n. Early iterations trust the prior (strong denoising of the ringing the data
+step leaves), late ones the data. The denoiser is blind, so s_i only sets a_i.
+
+Borders: the image is padded by reflection by at least the kernel size and the margin tapered
+(`classic.edge_taper_pad`), so the FFT's wrap-around does not ring into the image. Large images
+are deconvolved in blocks with margins of real neighbouring pixels (:class:`BlockPlan`), so memory
+stays bounded by the block size whatever the photo's size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import numpy as np
+
+from .classic import _as_kernel, _otf, edge_taper_pad, estimate_noise_sigma
+from .contract import PIXEL_MAX
+from .errors import KernelError, UsageError
+
+#: Default HQS iterations (denoiser passes); chosen by the sweep in docs/deblur.md.
+DEFAULT_ITERATIONS = 8
+#: Side of the core of one deconvolution block in pixels; each block adds margins of a few
+#: kernel sizes. 1024 keeps a block's FFT buffers near 100 MB, so a 48 MP photo stays within the
+#: runtime's memory bound, while a phone photo up to ~1 MP per side-block runs as one piece.
+BLOCK_CORE = 1024
+#: Noise floor of the schedule (0-255): an 8-bit image always carries rounding noise (1/sqrt(12)).
+MIN_NOISE_SIGMA = 0.5
+
+Denoiser = Callable[[np.ndarray], np.ndarray]
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class PnPSchedule:
+    """The HQS schedule; see docs/deblur.md for the sweep that chose the defaults."""
+
+    iterations: int = DEFAULT_ITERATIONS
+    weight: float = 1.0  # lambda: a_i = weight * s_n^2 / s_i^2
+    start_sigma: float = 25.0  # s_1 on the 0-255 scale
+    output: str = "data"  # "data": the last data step (sharper); "prior": the last denoiser output
+    relax_sigma: float = 0.0  # > 0: prior step z = x + min(1, s_i / relax_sigma) * (D(x) - x)
+
+    def check(self) -> "PnPSchedule":
+        if self.iterations < 1:
+            raise UsageError(f"PnP needs at least 1 iteration, got {self.iterations}")
+        if not (math.isfinite(self.weight) and self.weight > 0):
+            raise UsageError(f"PnP weight must be a positive number, got {self.weight}")
+        if not (math.isfinite(self.start_sigma) and self.start_sigma > 0):
+            raise UsageError(f"PnP start sigma must be a positive number, got {self.start_sigma}")
+        if self.output not in ("data", "prior"):
+            raise UsageError(f"PnP output must be 'data' or 'prior', got {self.output!r}")
+        return self
+
+    def sigmas(self, noise_sigma: float) -> list[float]:
+        """The prior's noise levels s_i (0-255), log-spaced from start_sigma to the noise level."""
+        end = max(float(noise_sigma), MIN_NOISE_SIGMA)
+        start = max(self.start_sigma, end)
+        if self.iterations == 1:
+            return [start]
+        return list(np.geomspace(start, end, self.iterations))
+
+    def alphas(self, noise_sigma: float) -> list[float]:
+        """The data-step weights a_i = weight * s_n^2 / s_i^2."""
+        sn = max(float(noise_sigma), MIN_NOISE_SIGMA)
+        return [self.weight * sn * sn / (s * s) for s in self.sigmas(noise_sigma)]
+
+    def relaxations(self, noise_sigma: float) -> list[float]:
+        """How much of each denoiser step is taken: 1 while s_i >= relax_sigma, then s_i / relax_sigma.
+
+        The denoiser is blind: it removes what it sees as noise at full strength every time, where
+        a noise-level-aware prior (DPIR's) would act less and less as s_i falls. Taking only part
+        of its step late in the schedule stands in for that.
+        """
+        if self.relax_sigma <= 0:
+            return [1.0] * self.iterations
+        return [min(1.0, s / self.relax_sigma) for s in self.sigmas(noise_sigma)]
+
+    def describe(self, noise_sigma: float) -> dict:
+        return {**asdict(self), "noise_sigma": round(float(noise_sigma), 4),
+                "sigmas": [round(s, 4) for s in self.sigmas(noise_sigma)]}
+
+
+def pnp_deconvolve_block(
+    image: np.ndarray, kernel: np.ndarray, denoise: Denoiser, noise_sigma: float,
+    schedule: PnPSchedule = PnPSchedule(), progress: Callable[[], None] | None = None,
+) -> np.ndarray:
+    """HQS PnP on one HxWxC float32 image in [0, 1] (whole, edge-tapered); returns float32 HxWxC.
+
+    `denoise` maps an HxWxC float32 image to its denoised version; `progress()` is called after
+    each denoiser pass.
+    """
+    k = _as_kernel(kernel)
+    h, w = image.shape[:2]
+    margin = max(k.shape)
+    padded = edge_taper_pad(image, k, margin).astype(np.float32)
+    ph, pw = padded.shape[:2]
+    H = _otf(k, (ph, pw)).astype(np.complex64)[..., None]
+    H2 = (H.real**2 + H.imag**2).astype(np.float32)
+    KY = np.conj(H) * np.fft.rfft2(padded, axes=(0, 1))
+
+    def data_step(z: np.ndarray, a: float) -> np.ndarray:
+        spectrum = (KY + np.float32(a) * np.fft.rfft2(z, axes=(0, 1))) / (H2 + np.float32(a))
+        return np.fft.irfft2(spectrum, s=(ph, pw), axes=(0, 1)).astype(np.float32)
+
+    z = padded  # HQS starts from the blurred image itself
+    alphas = schedule.alphas(noise_sigma)
+    for a, beta in zip(alphas, schedule.relaxations(noise_sigma)):
+        x = np.clip(data_step(z, a), 0.0, 1.0)
+        z = denoise(x)
+        if beta < 1.0:
+            z = x + np.float32(beta) * (z - x)
+        if progress is not None:
+            progress()
+    # one more (cheap) data step pulls the prior's output back towards the measurements: it
+    # scored higher than the denoiser's own output in the schedule sweep (docs/deblur.md)
+    result = data_step(z, alphas[-1]) if schedule.output == "data" else z
+    return result[margin : margin + h, margin : margin + w]
+
+
+@dataclass(frozen=True)
+class BlockPlan:
+    """How an image is cut into deconvolution blocks: cores that tile the image, each read with a
+    context margin of real neighbouring pixels (clamped at the image border) that is deconvolved
+    with it and thrown away, so seams fall where both sides saw the same pixels."""
+
+    height: int
+    width: int
+    core: int
+    context: int
+
+    def spans(self, n: int) -> list[tuple[int, int, int, int]]:
+        """Per block along one axis: (read start, read stop, core start, core stop)."""
+        if n <= self.core + 2 * self.context:  # one block: no seams, no margin needed
+            return [(0, n, 0, n)]
+        out = []
+        for start in range(0, n, self.core):
+            stop = min(start + self.core, n)
+            out.append((max(0, start - self.context), min(n, stop + self.context), start, stop))
+        return out
+
+    def blocks(self) -> list[tuple[tuple[int, int, int, int], tuple[int, int, int, int]]]:
+        return [(r, c) for r in self.spans(self.height) for c in self.spans(self.width)]
+
+
+def block_plan(height: int, width: int, kernel: np.ndarray, core: int = BLOCK_CORE) -> BlockPlan:
+    """Blocks for an image: a context of three kernel sizes covers the kernel's reach and the
+    ringing the data step leaves near a block edge."""
+    return BlockPlan(height, width, int(core), 3 * max(_as_kernel(kernel).shape))
+
+
+def _to_unit(color: np.ndarray) -> np.ndarray:
+    if color.dtype == np.uint8:
+        return color.astype(np.float32) / np.float32(255.0)
+    if color.dtype == np.uint16:
+        return color.astype(np.float32) / np.float32(65535.0)
+    return np.clip(color.astype(np.float32), 0.0, 1.0)
+
+
+def _from_unit(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    values = np.clip(values, 0.0, 1.0)
+    if dtype.kind == "f":
+        return values.astype(dtype)
+    return np.rint(values * (255.0 if dtype == np.uint8 else 65535.0)).astype(dtype)
+
+
+def pnp_deconvolve(
+    color: np.ndarray, kernel: np.ndarray, model, noise_sigma: float, schedule: PnPSchedule = PnPSchedule(),
+    out: np.ndarray | None = None, progress: Progress | None = None, core: int = BLOCK_CORE,
+) -> np.ndarray:
+    """PnP deconvolution of an HxWxC image (uint8, uint16 or float in [0, 1]) with `model` (a
+    RestorationModel) as the denoiser, block by block; writes into `out` (default: a new array of
+    the input's dtype) and returns it. `progress(done, total)` counts denoiser tiles over all
+    iterations and blocks.
+    """
+    schedule.check()
+    h, w, c = color.shape
+    k = _as_kernel(kernel)
+    if k.shape[0] > h or k.shape[1] > w:
+        raise KernelError(f"the blur kernel ({k.shape[1]}x{k.shape[0]}) is larger than the image ({w}x{h})")
+    plan = block_plan(h, w, k, core)
+    result = np.empty(color.shape, color.dtype) if out is None else out
+    margin = max(k.shape)
+    per_pass = [model.tiler(r[1] - r[0] + 2 * margin, cc[1] - cc[0] + 2 * margin, c).tiles for r, cc in plan.blocks()]
+    total, done = schedule.iterations * sum(per_pass), 0
+
+    for (rows, cols), tiles in zip(plan.blocks(), per_pass):
+        def tile_progress(d: int, t: int) -> None:
+            if progress is not None:
+                progress(done + d, total)
+
+        def one_pass() -> None:
+            nonlocal done
+            done += tiles
+
+        def denoise(x: np.ndarray) -> np.ndarray:
+            return model.restore(x, progress=tile_progress)
+
+        block = _to_unit(color[rows[0] : rows[1], cols[0] : cols[1]])
+        restored = pnp_deconvolve_block(block, k, denoise, noise_sigma, schedule, progress=one_pass)
+        core_rows = slice(rows[2] - rows[0], rows[3] - rows[0])
+        core_cols = slice(cols[2] - cols[0], cols[3] - cols[0])
+        result[rows[2] : rows[3], cols[2] : cols[3]] = _from_unit(restored[core_rows, core_cols], result.dtype)
+    return result
+
+
+@dataclass
+class DeblurInfo:
+    """What a deblur run used: the kernel, where it came from, the noise level and the schedule."""
+
+    kernel: np.ndarray
+    kernel_source: dict
+    noise_sigma: float  # given or estimated, 0-255 scale
+    noise_sigma_estimated: bool
+    schedule: PnPSchedule
+    schedule_sigma: float  # what the schedule used: noise_sigma plus 8-bit rounding noise for 8-bit images
+
+    def manifest(self) -> dict:
+        return {"kernel": {**self.kernel_source, "shape": list(self.kernel.shape)},
+                "noise_sigma": round(self.noise_sigma, 4), "noise_sigma_estimated": self.noise_sigma_estimated,
+                "schedule": self.schedule.describe(self.schedule_sigma)}
+
+
+def resolve_kernel(kernel, color: np.ndarray) -> tuple[np.ndarray, dict]:
+    """The kernel for one image from an array, a .npy/.png path or a `--kernel` spec string
+    (blind specs are estimated from `color`, HxWxC float in [0, 1]); with a record of its source."""
+    from .kernels import KernelSpec, kernel_from_spec, linear_motion_kernel, parse_kernel_spec
+
+    if isinstance(kernel, np.ndarray):
+        from .classic import check_kernel
+
+        return check_kernel(kernel), {"source": "array"}
+    spec = kernel if isinstance(kernel, KernelSpec) else parse_kernel_spec(str(kernel))
+    if spec.source == "estimate":
+        from .kernel_estimation import estimate_kernel
+
+        return estimate_kernel(color), spec.describe()
+    if spec.source == "motion-estimate":
+        from .kernel_estimation import estimate_linear_motion
+
+        length, angle = estimate_linear_motion(color)
+        return linear_motion_kernel(length, angle), {**spec.describe(), "length": round(length, 3),
+                                                     "angle": round(angle, 3)}
+    return kernel_from_spec(spec), spec.describe()
+
+
+def deblur_with_info(
+    image: np.ndarray, kernel, model, noise_sigma: float | None = None, iterations: int = DEFAULT_ITERATIONS,
+    schedule: PnPSchedule | None = None, progress: Progress | None = None,
+) -> tuple[np.ndarray, DeblurInfo]:
+    """:func:`deblur`, also returning the kernel, noise level and schedule it used."""
+    from .api import _join, _split, load_model
+
+    if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
+        model = load_model(model)
+    if noise_sigma is not None and (not math.isfinite(noise_sigma) or noise_sigma < 0):
+        raise UsageError(f"noise sigma must be a finite number >= 0 (0-255 scale), got {noise_sigma}")
+    schedule = (schedule or PnPSchedule(iterations=iterations)).check()
+    arr = np.asarray(image)
+    color, alpha, squeeze = _split(arr)
+    unit = None
+    if noise_sigma is None or (not isinstance(kernel, np.ndarray) and str(kernel).endswith("estimate")):
+        unit = _to_unit(color)
+    k, source = resolve_kernel(kernel, unit if unit is not None else color)
+    estimated = noise_sigma is None
+    sigma = estimate_noise_sigma(unit) if estimated else float(noise_sigma)
+    del unit
+    # the 8-bit rounding adds its own noise (1/sqrt(12) on the 0-255 scale) to what the sensor left
+    effective = float(np.hypot(sigma, 1 / math.sqrt(12))) if color.dtype == np.uint8 else sigma
+    out = pnp_deconvolve(color, k, model, effective, schedule, progress=progress)
+    return _join(out, alpha, squeeze), DeblurInfo(k, source, sigma, estimated, schedule, effective)
+
+
+def deblur(
+    image: np.ndarray, kernel, model, noise_sigma: float | None = None, iterations: int = DEFAULT_ITERATIONS,
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """Deblur `image` with a known or estimated kernel, the denoiser `model` as the prior.
+
+    image: HxW, HxWxC (alpha passed through), uint8 / uint16 / float in [0, 1]; same dtype and
+    shape back. kernel: a 2-D array, a .npy/.png path, or a `--kernel` spec ("motion:15,30",
+    "disk:3", "gaussian:1.5", "estimate", "motion:estimate"). model: a RestorationModel or a
+    model name/path ("denoise"). noise_sigma: noise std on the 0-255 scale (None: estimated).
+    iterations: denoiser passes (more: slower, see docs/deblur.md).
+    """
+    return deblur_with_info(image, kernel, model, noise_sigma, iterations, progress=progress)[0]

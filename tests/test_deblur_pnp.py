@@ -1,0 +1,136 @@
+"""Plug-and-play deconvolution with the shipped INT8 denoiser: quality, blocks, kernels, CLI errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_runtime import load_model
+from edge_runtime.classic import wiener_deconvolve
+from edge_runtime.cli import main
+from edge_runtime.deblur import PnPSchedule, deblur, deblur_with_info, pnp_deconvolve
+from edge_runtime.errors import KernelError
+from edge_runtime.kernels import linear_motion_kernel, parse_kernel_spec
+from edge_runtime.metrics import psnr
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "models" / "denoise_int8.tflite"
+skimage_data = pytest.importorskip("skimage.data")
+
+
+def blurred_photo(kernel: np.ndarray, side: int = 160, sigma: float = 2.55) -> tuple[np.ndarray, np.ndarray]:
+    from train.degradations import add_gaussian_noise, blur, quantize_8bit
+
+    clean = skimage_data.astronaut()[60 : 60 + side, 160 : 160 + side].astype(np.float32) / 255
+    noisy = quantize_8bit(add_gaussian_noise(blur(clean, kernel.astype(np.float32)), sigma, np.random.default_rng(0)))
+    return clean, noisy
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model(MODEL, threads=1)
+
+
+def test_pnp_beats_wiener_with_the_true_kernel(model):
+    k = linear_motion_kernel(13, 30)
+    clean, blurred = blurred_photo(k)
+    sharp = deblur(blurred, k, model, noise_sigma=2.55)
+    wiener = np.clip(wiener_deconvolve(blurred, k, sigma=2.57), 0, 1)
+    assert sharp.shape == blurred.shape and sharp.dtype == blurred.dtype
+    assert psnr(sharp, clean) > psnr(blurred, clean) + 4.0
+    assert psnr(sharp, clean) > psnr(wiener, clean) + 0.7
+
+
+def test_blocks_join_without_seams(model):
+    k = linear_motion_kernel(9, 0)
+    clean, blurred = blurred_photo(k, side=200)
+    u8 = np.rint(blurred * 255).astype(np.uint8)
+    whole = pnp_deconvolve(u8, k, model, 2.57, PnPSchedule(iterations=3))
+    blocks = pnp_deconvolve(u8, k, model, 2.57, PnPSchedule(iterations=3), core=64)
+    # the block cores meet at columns/rows 64 and 128: no step there beyond what the image has
+    diff = np.abs(whole.astype(np.float32) - blocks.astype(np.float32))
+    assert diff.mean() < 3.0 and abs(psnr(whole / 255.0, clean) - psnr(blocks / 255.0, clean)) < 0.3
+
+
+def test_progress_counts_iterations_times_tiles(model):
+    k = linear_motion_kernel(7, 90)
+    _, blurred = blurred_photo(k, side=96)
+    calls = []
+    deblur(blurred, k, model, noise_sigma=2.55, iterations=3, progress=lambda d, t: calls.append((d, t)))
+    assert calls[-1][0] == calls[-1][1] and calls[-1][1] % 3 == 0
+
+
+def test_estimated_noise_sigma_is_reported(model):
+    k = linear_motion_kernel(9, 45)
+    _, blurred = blurred_photo(k, side=128, sigma=5.0)
+    _, info = deblur_with_info(blurred, "motion:9,45", model, iterations=2)
+    assert info.noise_sigma_estimated and 3.0 < info.noise_sigma < 7.5
+    assert info.manifest()["kernel"] == {"source": "motion", "length": 9.0, "angle": 45.0, "shape": [9, 9]}
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("motion:0,10", "LENGTH must be between"), ("motion:12", "expected 2"), ("motion:a,b", "not a list of numbers"),
+    ("disk:-2", "RADIUS must be > 0"), ("gaussian:nan", "finite"), ("disk:", "not a list of numbers"),
+])
+def test_malformed_kernel_specs(spec, message):
+    with pytest.raises(KernelError, match=message):
+        parse_kernel_spec(spec)
+
+
+def write_png(path: Path, array: np.ndarray) -> Path:
+    from PIL import Image
+
+    Image.fromarray(array).save(path)
+    return path
+
+
+@pytest.mark.parametrize("kernel_arg, extra, code, message", [
+    ("motion:abc", [], 65, "motion"),
+    ("disk:0", [], 65, "RADIUS"),
+    ("missing.npy", [], 66, "not found"),
+    ("bad.npy", [], 65, "unreadable"),
+    ("motion:60,0", [], 65, "larger than the image"),
+    ("motion:9,0", ["--noise-sigma", "-1"], 1, "noise"),
+])
+def test_cli_bad_deconvolution_input_writes_nothing(tmp_path, capsys, kernel_arg, extra, code, message):
+    photo = write_png(tmp_path / "p.png", np.full((40, 40, 3), 128, np.uint8))
+    (tmp_path / "bad.npy").write_bytes(b"not a numpy file")
+    kernel = str(tmp_path / kernel_arg) if kernel_arg.endswith(".npy") else kernel_arg
+    rc = main(["--model", str(MODEL), "--kernel", kernel, str(photo), "-o", str(tmp_path / "out.png"), *extra])
+    err = capsys.readouterr().err
+    assert rc == code, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("edge-restore: error:") and message in last
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_cli_deconvolution_manifest_and_saved_kernel(tmp_path, capsys):
+    k = linear_motion_kernel(9, 30)
+    _, blurred = blurred_photo(k, side=96)
+    photo = write_png(tmp_path / "b.png", np.rint(blurred * 255).astype(np.uint8))
+    rc = main(["--model", str(MODEL), "--kernel", "motion:9,30", "--iterations", "2", str(photo),
+               "-o", str(tmp_path / "s.png"), "--json", str(tmp_path / "m.json"), "--save-kernel", str(tmp_path / "k.npy")])
+    assert rc == 0, capsys.readouterr().err
+    manifest = json.loads((tmp_path / "m.json").read_text())
+    entry = manifest["files"][0]["deblur"]
+    assert entry["kernel"]["source"] == "motion" and entry["schedule"]["iterations"] == 2
+    assert entry["noise_sigma_estimated"] is True and manifest["deconvolution"]["iterations"] == 2
+    assert np.allclose(np.load(tmp_path / "k.npy"), k)
+
+
+def test_strength_scales_the_correction_monotonically(tmp_path):
+    from train.degradations import add_gaussian_noise, quantize_8bit
+
+    clean = skimage_data.astronaut()[:128, :128].astype(np.float32) / 255
+    noisy = quantize_8bit(add_gaussian_noise(clean, 15, np.random.default_rng(1)))
+    distances = []
+    for s in (0.0, 0.5, 1.0, 1.5):
+        out = load_model(MODEL, threads=1, strength=s).restore(noisy)
+        distances.append(float(np.abs(out - noisy).mean()))
+    assert distances[0] < 1e-6
+    assert all(a < b for a, b in zip(distances, distances[1:]))
+    with pytest.raises(Exception, match="strength"):
+        load_model(MODEL, strength=3)
