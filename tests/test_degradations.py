@@ -80,3 +80,44 @@ def test_deblur_noise_ignores_the_denoiser_sigma_range():
     cfg = DegradationConfig(task="deblur", sigma_min=10, sigma_max=50, deblur_sigma_max=2.55)
     out = degrade(img, cfg, np.random.default_rng(2))  # used to fail: uniform(10, 2.55)
     assert out.shape == img.shape
+
+
+def _box_correlation(noise: np.ndarray) -> float:
+    """std of 2x2 block means / std: 0.5 for white noise, towards 1 for spatially correlated noise."""
+    r = noise - noise.mean()
+    b = (r[0::2, 0::2] + r[1::2, 0::2] + r[0::2, 1::2] + r[1::2, 1::2]) / 4
+    return float(b.std() / r.std())
+
+
+def test_camera_pipeline_round_trip_is_the_identity_without_noise():
+    from train.degradations import CameraNoiseConfig, add_camera_noise, linear_to_srgb, srgb_to_linear
+
+    img = np.random.default_rng(0).random((33, 47, 3)).astype(np.float32) * 0.9 + 0.05
+    assert np.allclose(linear_to_srgb(srgb_to_linear(img)), img, atol=1e-4)
+    silent = CameraNoiseConfig(shot_range=(1e-12, 1.1e-12), read_offset=-60, sharpen_prob=0, jpeg_prob=0)
+    out = add_camera_noise(img, np.random.default_rng(1), silent)
+    assert out.shape == img.shape and np.abs(out - img).max() < 1e-3
+
+
+def test_camera_noise_is_seeded_correlated_signal_dependent_and_covers_real_levels():
+    from edge_runtime.metrics import psnr
+    from train.degradations import CameraNoiseConfig, add_camera_noise
+
+    a = add_camera_noise(flat(0.4), np.random.default_rng(3))
+    assert np.array_equal(a, add_camera_noise(flat(0.4), np.random.default_rng(3)))
+    fixed = CameraNoiseConfig(shot_range=(1e-3, 1e-3), jpeg_prob=0, sharpen_prob=0)
+    noise = add_camera_noise(flat(0.4), np.random.default_rng(4), fixed) - 0.4
+    assert _box_correlation(noise) > 0.7  # demosaicing and noise reduction correlate neighbours
+    dark = add_camera_noise(flat(0.03), np.random.default_rng(5), fixed) - 0.03
+    bright = add_camera_noise(flat(0.8), np.random.default_rng(5), fixed) - 0.8
+    assert bright.std() > 1.5 * dark.std()  # shot noise grows with the signal
+    # on mid-grey the sampled levels span the 33-40 dB of real high-ISO JPEGs (real_noise_dev) and beyond
+    scores = [psnr(quantize_8bit(add_camera_noise(flat(0.45), np.random.default_rng(s))), flat(0.45)) for s in range(40)]
+    assert np.percentile(scores, 10) < 36 and np.percentile(scores, 90) > 40
+
+
+def test_degrade_mixes_camera_noise_in_by_share():
+    cfg = DegradationConfig(camera_prob=1.0)
+    out = degrade(flat(0.5), cfg, np.random.default_rng(0))
+    assert out.shape == (128, 128, 3) and 0 < np.abs(out - 0.5).mean() < 0.1
+    assert DegradationConfig.from_dict(__import__("dataclasses").asdict(cfg)) == cfg

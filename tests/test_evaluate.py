@@ -290,3 +290,37 @@ def test_paired_reads_real_degraded_images_by_name(clean_dir, tmp_path, capsys):
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(pairs / "coffee.png")
     assert ev.main(["--clean", str(clean_dir), "--degradation", spec, "--out", str(tmp_path / "r3"), "--no-progress"]) == 1
     assert "8x8" in capsys.readouterr().err
+
+
+def test_real_pairs_scored_per_camera_with_reference_sigma(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "pairs"
+    folder.mkdir()
+    sigmas = {"CamA_scene1": 6.0, "CamA_scene2": 6.0, "CamB_scene1": 12.0}
+    for stem, sigma in sigmas.items():
+        ref = skdata.astronaut()[100:164, 150:214]
+        noisy = np.clip(ref + rng.normal(0, sigma, ref.shape), 0, 255).round().astype(np.uint8)
+        Image.fromarray(ref).save(folder / f"{stem}_mean.png")
+        Image.fromarray(noisy).save(folder / f"{stem}_real.png")
+    out = tmp_path / "report"
+    rc = ev.main(["--clean", str(folder), "--degradation", "pairs:_real,_mean", "--methods", "identity,nlm-opencv",
+                  "--out", str(out), "--no-progress"])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    results = json.loads((out / "results.json").read_text())
+    deg = results["degradations"]["pairs:_real,_mean"]
+    assert [r["image"] for r in deg["per_image"]] == [f"{s}_mean.png" for s in sigmas]  # references only
+    given = {r["image"][:11]: r["sigma_given"] for r in deg["per_image"]}
+    assert abs(given["CamA_scene1"] - 6.0) < 0.5 and abs(given["CamB_scene1"] - 12.0) < 0.8
+    assert deg["per_group"]["CamA"]["images"] == 2 and deg["per_group"]["CamB"]["images"] == 1
+    assert deg["per_group"]["CamB"]["nlm-opencv"] > deg["per_group"]["CamB"]["identity"] + 2
+    assert "[CamA, 2 pairs]" in text
+
+
+def test_real_pairs_spec_errors(tmp_path, capsys):
+    folder = _write_images(tmp_path / "c")
+    assert ev.main(["--clean", str(folder), "--degradation", "pairs:_real", "--out", str(tmp_path / "r")]) == 1
+    assert "pairs:NOISY,CLEAN" in capsys.readouterr().err
+    assert ev.main(["--clean", str(folder), "--degradation", "pairs:_real,_mean", "--out", str(tmp_path / "r2"),
+                    "--no-progress"]) == 1
+    assert "no reference image" in capsys.readouterr().err

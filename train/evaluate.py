@@ -31,6 +31,11 @@ Methods (--methods, comma list; default: the ones that fit each degradation):
   nlm-opencv-est, cbm3d, cbm3d-est
                 the same NLM with the noise sigma estimated from the noisy image; CBM3D (the
                 `bm3d` package, if installed) with the given / estimated sigma
+  pnp, pnp-est  plug-and-play deconvolution with a denoiser model as the prior (--pnp-denoiser,
+                repeatable; default models/denoise_int8.tflite), given the true kernel and
+                sigma (pnp) or with the kernel estimated blind from the image (pnp-est); with
+                both, the summary gives the kernel-estimation error ratio (Levin et al. 2009:
+                error with the estimated kernel / error with the true kernel)
   wiener, rl    deconvolution (blur degradations), given the true kernel (and sigma for Wiener)
 
 Examples:
@@ -323,6 +328,44 @@ DEFAULT_METHODS = {
 PAIRED_SKIP = "needs the true sigma or blur kernel; real pairs have neither"
 
 
+PNP_METHODS = ("pnp", "pnp-est")
+DEFAULT_PNP_DENOISER = Path(__file__).resolve().parents[1] / "models" / "denoise_int8.tflite"
+
+
+def build_pnp_methods(requested: list[str], denoisers: list[str], threads: int = 1) -> list[Method]:
+    """pnp / pnp-est rows, one per denoiser file, named pnp:FILE and pnp-est:FILE."""
+    wanted = [n for n in PNP_METHODS if n in requested]
+    if not wanted:
+        return []
+    from edge_runtime.api import load_model
+    from edge_runtime.deblur import deblur
+
+    methods = []
+    for path in denoisers or [str(DEFAULT_PNP_DENOISER)]:
+        try:
+            model = load_model(path, threads=threads if threads > 0 else None)
+        except Exception as exc:  # noqa: BLE001 - the runtime reports invalid models with one-line errors
+            raise EvalError(f"--pnp-denoiser {path}: {exc}") from None
+        name = Path(path).name
+        if "pnp" in wanted:
+            methods.append(Method(f"pnp:{name}", lambda img, side, m=model: deblur(img, side.kernel, m, side.sigma),
+                                  BLUR_KINDS, f"true kernel and sigma, plug-and-play with {name} as the prior"))
+        if "pnp-est" in wanted:
+            methods.append(Method(f"pnp-est:{name}", lambda img, side, m=model: deblur(img, "estimate", m, side.sigma),
+                                  BLUR_KINDS, f"kernel estimated from the image, true sigma, plug-and-play with {name}"))
+    return methods
+
+
+def error_ratios(deg: dict) -> dict[str, dict[str, float]]:
+    """Per denoiser: the median and the share <= 3 of the per-image kernel-estimation error ratio."""
+    out = {}
+    for n in deg["methods"]:
+        if n.startswith("pnp-est:") and f"pnp:{n[8:]}" in deg["methods"]:
+            ratios = [10 ** ((r["psnr"][f"pnp:{n[8:]}"] - r["psnr"][n]) / 10) for r in deg["per_image"]]
+            out[n[8:]] = {"median": float(np.median(ratios)), "share_at_most_3": float(np.mean(np.array(ratios) <= 3))}
+    return out
+
+
 def _has_bm3d() -> bool:
     import importlib.util
 
@@ -421,7 +464,10 @@ def resolve_methods(deg: Degradation, requested: list[str] | None, models: list[
     group = deg.kind if deg.kind in ("paired", "pairs") else "blur" if deg.is_blur else "noise"
     names = list(requested) if requested is not None else list(DEFAULT_METHODS[group])
     chosen, skipped = [], {}
+    models = [m for m in models if deg.kind in m.applies_to]
     for n in names:
+        if n in PNP_METHODS:
+            continue  # built per denoiser in build_pnp_methods, passed in with the models
         m = CLASSIC_METHODS[n]
         if m.name.startswith("cbm3d") and not _has_bm3d():
             skipped[n] = "the bm3d package is not installed (pip install bm3d)"
@@ -568,6 +614,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"comma list of classic methods ({', '.join(CLASSIC_METHODS)}); "
                         "default: identity plus the denoisers for noise, identity,wiener,rl for blur, identity for paired")
     p.add_argument("--model", action="append", default=[], metavar="PATH", help=".pt, .onnx or .tflite model (repeatable)")
+    p.add_argument("--pnp-denoiser", action="append", default=[], metavar="PATH",
+                   help="denoiser (.tflite/.onnx) for the pnp / pnp-est methods (repeatable; default "
+                        "models/denoise_int8.tflite)")
     p.add_argument("--seed", type=int, default=0, help="seed of the degradations (default %(default)s)")
     p.add_argument("--max-images", type=int, default=None, metavar="N", help="use only the first N images (sorted by path)")
     p.add_argument("--held-out", action="store_true",
@@ -599,9 +648,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     requested = None
     if args.methods is not None:
         requested = [m.strip() for m in args.methods.split(",") if m.strip()]
-        unknown = [m for m in requested if m not in CLASSIC_METHODS]
+        unknown = [m for m in requested if m not in CLASSIC_METHODS and m not in PNP_METHODS]
         if unknown or not requested:
-            raise EvalError(f"unknown method(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(CLASSIC_METHODS)}")
+            raise EvalError(f"unknown method(s) {', '.join(unknown) or '(none given)'}; choose from "
+                            f"{', '.join([*CLASSIC_METHODS, *PNP_METHODS])}")
         requested = list(dict.fromkeys(requested))
     if args.max_images is not None and args.max_images < 1:
         raise EvalError("--max-images must be >= 1")
@@ -633,6 +683,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     if args.threads < 0:
         raise EvalError("--threads must be >= 0")
     models = [load_model_method(p, n, args.threads) for p, n in zip(args.model, _model_names(args.model))]
+    models += build_pnp_methods(requested or [], args.pnp_denoiser, args.threads)
     try:
         import cv2
     except ImportError:  # only the nlm-opencv methods need it; they fail clearly if used
@@ -651,6 +702,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
             "clean_dir": str(args.clean), "held_out": args.held_out, "seed": args.seed, "crop": args.crop,
             "max_images": args.max_images,
             "blur_noise": args.blur_noise, "methods": requested, "models": list(args.model), "threads": args.threads,
+            "pnp_denoisers": list(args.pnp_denoiser),
             "command": "edge-restore-eval " + shlex.join(argv),
             "machine": f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPU(s), Python {platform.python_version()}",
         },
@@ -668,6 +720,9 @@ def summary(results: dict[str, Any]) -> str:
         for n in deg["methods"]:
             m = deg["mean"][n]
             lines.append(f"  {n:<24} PSNR {m['psnr']:6.2f} dB  SSIM {m['ssim']:.4f}  {m['sec_per_mp']:.3g} s/MP")
+        for denoiser, r in error_ratios(deg).items():
+            lines.append(f"  kernel-estimation error ratio ({denoiser}): median {r['median']:.2f}, "
+                         f"{100 * r['share_at_most_3']:.0f}% of images at most 3")
         for group, means in (deg.get("per_group") or {}).items():
             scores = ", ".join(f"{n} {means[n]:.2f}" for n in deg["methods"])
             lines.append(f"  [{group}, {means['images']} pairs] {scores}")
