@@ -78,6 +78,10 @@ def load_weights(model: Restorer, state: dict[str, Any]) -> None:
     missing, unexpected = model.load_state_dict(state, strict=False)
     fixed = {f"{name}.{b}" for name, m in model.named_modules() if isinstance(m, ActQuant) and m.is_fixed
              for b in ("scale", "zero_point", "lo", "hi")}
+    for m in model.modules():  # fixed ranges belong to the architecture (e.g. residual_step), not the weights
+        if isinstance(m, ActQuant) and m.is_fixed:
+            m.scale.fill_(float(m.fixed[0]))
+            m.zero_point.fill_(int(m.fixed[1]))
     if unexpected or set(missing) - fixed:
         raise CheckpointError(f"checkpoint does not fit the model: missing {sorted(set(missing) - fixed)[:5]}, "
                               f"unexpected {sorted(unexpected)[:5]}")

@@ -69,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loader-workers", type=int, default=d.loader_workers, metavar="N",
                    help="processes that degrade batches ahead of the model; worth it on a GPU, where the numpy "
                         "degradations bound the step rate (default %(default)s: in the training loop)")
+    p.add_argument("--residual-step", type=float, default=d.residual_step, metavar="LEVELS",
+                   help="int8 step of the model's predicted residual in 8-bit levels (architecture default 2: "
+                        "residuals up to +-1; 1 rounds small residuals, as real camera noise has, half as "
+                        "coarsely); with --init-from it changes the checkpoint's architecture (default: keep)")
     p.add_argument("--seed", type=int, default=pd.seed)
     p.add_argument("--threads", type=int, default=d.threads, help="torch threads (0: all cores)")
     p.add_argument("--log-every", type=int_at_least(1), default=d.log_every,
@@ -120,7 +124,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                        warm_start=args.warm_start, qat=args.qat,
                        calib_batches=args.calib_batches,
                        calib_percentile=args.calib_percentile, distill=args.distill, device=args.device, amp=args.amp,
-                       grad_checkpoint=args.grad_checkpoint, tile_size=args.tile_size, loader_workers=args.loader_workers, patch=patch,
+                       grad_checkpoint=args.grad_checkpoint, tile_size=args.tile_size, loader_workers=args.loader_workers, residual_step=args.residual_step, patch=patch,
                        degradation=degradation)
 
 

@@ -20,7 +20,7 @@ from torch.utils.checkpoint import checkpoint
 
 from edge_runtime.contract import io_quantization
 
-from .quant import GATE_QPARAMS, RELU6_QPARAMS, RESIDUAL_QPARAMS, ActQuant, QConv2d
+from .quant import GATE_QPARAMS, RELU6_QPARAMS, ActQuant, QConv2d, residual_qparams
 
 
 
@@ -36,8 +36,13 @@ class RestorerConfig:
     activation: str = "hardswish"  # hardswish | relu
     use_se: bool = False
     se_reduction: int = 4
+    # int8 step of the predicted residual in 8-bit levels: 2 covers residuals up to +-1 (heavy
+    # noise); 1 halves the rounding of small residuals (real camera noise) and covers +-0.5
+    residual_step: float = 2.0
 
     def __post_init__(self) -> None:
+        if not self.residual_step > 0:
+            raise ValueError(f"residual_step must be > 0, got {self.residual_step}")
         if len(self.widths) != len(self.blocks) or len(self.widths) < 1:
             raise ValueError("widths and blocks must have the same, non-zero length")
         if self.activation not in ("hardswish", "relu"):
@@ -196,7 +201,7 @@ class Restorer(nn.Module):
         self.ups = nn.ModuleList(Upsample(w[i + 1], w[i]) for i in range(cfg.depth))
         self.q_skips = nn.ModuleList(ActQuant() for _ in range(cfg.depth))
         self.decoders = nn.ModuleList(stage(w[i], cfg.blocks[i]) for i in range(cfg.depth))
-        self.head = ConvAct(w[0], cfg.channels, 3, out_qparams=RESIDUAL_QPARAMS)
+        self.head = ConvAct(w[0], cfg.channels, 3, out_qparams=residual_qparams(cfg.residual_step))
         self.q_out = ActQuant(fixed=io_quantization("int8"))
         with torch.no_grad():  # start close to the identity map: the residual is small
             self.head.conv.weight.mul_(0.1)

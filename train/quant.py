@@ -35,6 +35,11 @@ GATE_QPARAMS = (1.0 / 255.0, -128)
 RESIDUAL_QPARAMS = (2.0 / 255.0, 0)
 
 
+def residual_qparams(step_levels: float = 2.0) -> tuple[float, int]:
+    """Fixed int8 parameters of the residual head: `step_levels` 8-bit levels per int8 step, symmetric."""
+    return (step_levels / 255.0, 0)
+
+
 def affine_from_range(lo: float, hi: float) -> tuple[float, int]:
     """TFLite-style asymmetric int8 scale/zero-point covering [lo, hi] (always including 0)."""
     lo, hi = min(lo, 0.0), max(hi, 0.0)

@@ -71,6 +71,7 @@ class TrainConfig:
     grad_checkpoint: bool = False  # recompute encoder/decoder stages in backward (less memory)
     tile_size: int = DEFAULT_TILE  # tile side recorded in the checkpoints' model contract
     loader_workers: int = 0  # processes that degrade batches ahead of the model (0: in the loop)
+    residual_step: float = 0.0  # > 0: set the architecture's residual int8 step (levels) for this run
     patch: PatchConfig = field(default_factory=PatchConfig)
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
 
@@ -308,10 +309,16 @@ def _train(cfg: TrainConfig, ddp: Distributed, device: torch.device) -> Path:
         model_cfg = model.cfg
         # the architecture comes from the checkpoint, so its preset name is the one to record
         cfg = replace(cfg, preset=init_ckpt.get("train_config", {}).get("preset", cfg.preset))
+        if cfg.residual_step and cfg.residual_step != model_cfg.residual_step:
+            model_cfg = replace(model_cfg, residual_step=cfg.residual_step)
+            resized = Restorer(model_cfg)
+            load_weights(resized, model.state_dict())
+            set_quant_mode(resized, "off")
+            model = resized
     else:
         if cfg.qat:
             raise ValueError("QAT fine-tunes a trained float model: pass init_from (--init-from CKPT)")
-        model = Restorer(preset(cfg.preset))
+        model = Restorer(replace(preset(cfg.preset), residual_step=cfg.residual_step or preset(cfg.preset).residual_step))
         model_cfg = model.cfg
         if cfg.warm_start:
             log.info("warm start: %d tensors from %s", warm_start_weights(model, cfg.warm_start), cfg.warm_start)
