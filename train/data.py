@@ -180,8 +180,12 @@ _WORKER_SAMPLER: PatchSampler | None = None
 
 
 def _set_worker_sampler(sampler: PatchSampler) -> None:
+    import signal
+
     global _WORKER_SAMPLER  # one sampler per worker process, set once at its start
     _WORKER_SAMPLER = sampler
+    # Ctrl-C reaches the whole process group: the training loop handles it, the workers just stop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _worker_batch(key: int) -> tuple[np.ndarray, np.ndarray]:
