@@ -339,12 +339,18 @@ def _optional(name: str) -> Any:
     return importlib.import_module(name)
 
 
+def _train_package() -> str:
+    """`edge_restore.train` in an installed wheel, the checkout's top-level `train` otherwise."""
+    return "edge_restore.train" if importlib.util.find_spec("edge_restore") is not None else "train"
+
+
 def _child_torch(spec: dict, noisy: list[np.ndarray]) -> tuple[dict, Any]:
     torch = _optional("torch")
 
-    from train.checkpoint import load_restorer
-    from train.model import macs_per_pixel
-    from train.quant import set_quant_mode
+    train = _train_package()
+    load_restorer = importlib.import_module(f"{train}.checkpoint").load_restorer
+    macs_per_pixel = importlib.import_module(f"{train}.model").macs_per_pixel
+    set_quant_mode = importlib.import_module(f"{train}.quant").set_quant_mode
 
     torch.set_num_threads(spec["threads"])
     model, ckpt = load_restorer(spec["path"])

@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-m", "--model", metavar="PATH|NAME",
         help="model file (.tflite or .onnx) or a shipped short name, e.g. 'denoise' -> "
-        "models/denoise_int8.tflite (folders searched: $EDGE_RESTORE_MODELS, then the repo's models/)",
+        "models/denoise_int8.tflite (folders searched: $EDGE_RESTORE_MODELS, then the models shipped with the package)",
     )
     p.add_argument("-o", "--output", metavar="PATH", help="output file (single input) or directory (several inputs)")
     p.add_argument(
@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", action="store_true", help=f"also write a side-by-side before/after image <stem>{COMPARE_SUFFIX}<ext>")
     p.add_argument("--benchmark", action="store_true", help="report latency per tile, megapixels/s and peak memory")
     p.add_argument("--json", metavar="PATH", help="write a JSON manifest: per file input, output, status, error, seconds")
-    p.add_argument("--list-models", action="store_true", help="list the shipped *.tflite models with their task and tile size, then exit")
+    p.add_argument("--list-models", action="store_true", help="list the *.tflite models found by short name (task, size, INT8 PSNR from the model card, path), then exit")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no per-file output lines")
     return p
 
@@ -622,14 +622,13 @@ def _print_models() -> int:
     if not infos:
         print(f"no *.tflite models in {', '.join(str(d) for d in models_dirs())}")
         return errors.EXIT_OK
-    print(f"{'name':<28} {'task':<8} {'tile':>5} {'quant':<9} path")
+    print(f"{'name':<28} {'task':<8} {'tile':>5} {'quant':<9} {'size':>7}  {'INT8 PSNR (model card)':<34} path")
     for info in infos:
-        name = info.path.stem
-        if info.contract is None:
-            print(f"{name:<28} {'-':<8} {'-':>5} {'-':<9} {info.path}  ({info.error})")
-        else:
-            c = info.contract
-            print(f"{name:<28} {c.task:<8} {c.tile_size:>5} {c.quantization:<9} {info.path}")
+        c = info.contract
+        task, tile, quant = (c.task, c.tile_size, c.quantization) if c is not None else ("-", "-", "-")
+        note = f"  ({info.error})" if c is None else ""
+        size = f"{info.size / 1000:.0f} KB"
+        print(f"{info.path.stem:<28} {task:<8} {tile:>5} {quant:<9} {size:>7}  {info.card.psnr or '-':<34} {info.path}{note}")
     return errors.EXIT_OK
 
 
