@@ -48,6 +48,7 @@ class ProcessResult:
     ratio: float
     target: float
     command: str
+    png_levels: dict | None = None  # single: {level: [encode seconds, bytes]} of the restored PNG
 
     @property
     def passed(self) -> bool:
@@ -94,6 +95,21 @@ def model_only_seconds(model_path: str, files: list[Path], threads: int) -> tupl
     return seconds, megapixels
 
 
+def png_level_costs(path: Path, levels: tuple[int, ...] = (0, 1, 3, 6, 9)) -> dict[int, list[float]]:
+    """Encode seconds and size of the restored image `path` at each zlib level (the --png-level choice)."""
+    import io
+
+    costs = {}
+    with Image.open(path) as im:
+        im.load()
+        for level in levels:
+            buf = io.BytesIO()
+            start = time.perf_counter()
+            im.save(buf, format="PNG", compress_level=level)
+            costs[level] = [round(time.perf_counter() - start, 3), buf.tell()]
+    return costs
+
+
 def whole_process_seconds(command: list[str]) -> float:
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
@@ -116,11 +132,12 @@ def run_scenario(scenario: Scenario, model_path: str, clean: np.ndarray, args: a
             seconds, megapixels = model_only_seconds(model_path, files, args.threads)
             best_model = min(best_model, seconds)
             best_whole = min(best_whole, whole_process_seconds(command))
+        levels = png_level_costs(next(out.iterdir())) if scenario.ext == ".png" else None
     shown = " ".join(["python -m edge_runtime.cli", "--model", model_path, f"<{scenario.count} x {scenario.megapixels:g} MP "
                       f"{scenario.ext}>", "-o", "OUT/", "-q", "--overwrite", "--threads", str(args.threads), args.cli_args]).strip()
     model_mps, whole_mps = megapixels / best_model, megapixels / best_whole
     return ProcessResult(scenario.key, scenario.count, round(megapixels, 3), round(model_mps, 4), round(whole_mps, 4),
-                         round(whole_mps / model_mps, 3), TARGETS[scenario.key], shown)
+                         round(whole_mps / model_mps, 3), TARGETS[scenario.key], shown, levels)
 
 
 def clean_image() -> np.ndarray:
@@ -172,6 +189,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"  {r.key:<8} {r.files:>5} {r.megapixels:>7.1f} {r.model_only_mps:>10.3f} {r.whole_process_mps:>10.3f} "
               f"{r.ratio:>6.0%} {r.target:>6.0%}  {'PASS' if r.passed else 'FAIL'}")
         print(f"           $ {r.command}")
+        if r.png_levels:
+            print("           restored PNG, Pillow encode by zlib level: " + ", ".join(
+                f"{lvl}: {sec:.2f} s {size / 1e6:.1f} MB" for lvl, (sec, size) in r.png_levels.items()))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps([asdict(r) | {"passed": r.passed} for r in results], indent=2) + "\n")
