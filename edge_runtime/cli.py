@@ -366,7 +366,9 @@ def plan_outputs(
             dst = out_dir / sub / name
         else:
             dst = path.with_name(name)
-        cmp = dst.with_name(f"{path.stem}{COMPARE_SUFFIX}{dst.suffix}") if compare else None
+        # With `-o NAME.ext` the comparison image follows it (NAME_compare.ext), else the input's stem.
+        stem = out_file.stem if out_file is not None else path.stem
+        cmp = dst.with_name(f"{stem}{COMPARE_SUFFIX}{dst.suffix}") if compare else None
         jobs.append(Job(input=path, output=dst, compare=cmp))
     return jobs, None
 
@@ -864,6 +866,8 @@ def _run_jobs(
                       "set it with --noise-sigma)", file=sys.stderr)
             if show and not bar.enabled:
                 print(job.output)
+                if job.compare is not None:
+                    print(job.compare)
         bar.update(index + 1, job.input.name)
 
     def written(job: Job, error: BaseException | None) -> None:

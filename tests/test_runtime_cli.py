@@ -340,3 +340,10 @@ def test_batch_writes_overlap_in_order_and_single_file_summary(tmp_path, int8_mo
     assert _run("-m", int8_model, tmp_path / "in" / "0.png", "-o", tmp_path / "one.png") == 0
     err = capsys.readouterr().err
     assert "1 of 1 restored, 0 failed" in err and "MP/s" in err
+
+
+def test_compare_name_follows_output_and_is_printed(tmp_path, int8_model, capsys):
+    _image(tmp_path / "a.png", (20, 30, 3))
+    assert _run("-m", int8_model, tmp_path / "a.png", "-o", tmp_path / "clean.png", "--compare") == 0
+    assert capsys.readouterr().out.split() == [str(tmp_path / "clean.png"), str(tmp_path / "clean_compare.png")]
+    assert Image.open(tmp_path / "clean_compare.png").size == (60, 20)
