@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .backends import Backend, open_backend, read_model_bytes, tflite_contract
+from .catalog import CardInfo, card_for, shipped_models_dir, verify_shipped
 from .contract import ModelContract
 from .errors import ModelError, UsageError
 from .tiling import RunTile, Tiler
@@ -28,9 +29,12 @@ _MODEL_SUFFIXES = (".tflite", ".onnx")
 
 
 def models_dirs() -> list[Path]:
-    """Folders searched for short model names: $EDGE_RESTORE_MODELS, then the repo's models/."""
+    """Folders searched for short model names: $EDGE_RESTORE_MODELS, then the shipped models.
+
+    The shipped models are the installed package's edge_runtime/models/, or the checkout's models/.
+    """
     dirs = [Path(d) for d in os.environ.get(MODELS_ENV, "").split(os.pathsep) if d]
-    dirs.append(Path(__file__).resolve().parent.parent / "models")
+    dirs.append(shipped_models_dir())
     return dirs
 
 
@@ -38,6 +42,7 @@ def resolve_model(name_or_path: str | os.PathLike) -> Path:
     """A model path: an existing file as given, else a short name looked up in models_dirs().
 
     `denoise` resolves to the first of denoise_int8.tflite, denoise.tflite, denoise.onnx found.
+    A file found by short name is checked against the SHA-256 recorded at build time, if any.
     """
     p = Path(name_or_path)
     text = str(name_or_path)
@@ -47,6 +52,7 @@ def resolve_model(name_or_path: str | os.PathLike) -> Path:
     for folder in models_dirs():
         for name in candidates:
             if (folder / name).is_file():
+                verify_shipped(folder / name)
                 return folder / name
     where = ", ".join(str(d) for d in models_dirs())
     raise ModelError(f"model not found: {text!r} is not a file and no {candidates[0]} is in {where}")
@@ -57,6 +63,14 @@ class ModelInfo:
     path: Path
     contract: ModelContract | None
     error: str = ""
+    card: CardInfo = CardInfo(None)
+
+    @property
+    def size(self) -> int:
+        try:
+            return self.path.stat().st_size
+        except OSError:
+            return 0
 
 
 def list_models() -> list[ModelInfo]:
@@ -72,9 +86,9 @@ def list_models() -> list[ModelInfo]:
             seen.add(path.resolve())
             try:
                 p, data = read_model_bytes(path)
-                found.append(ModelInfo(path, tflite_contract(p, data)))
+                found.append(ModelInfo(path, tflite_contract(p, data), card=card_for(path)))
             except ModelError as exc:
-                found.append(ModelInfo(path, None, str(exc)))
+                found.append(ModelInfo(path, None, str(exc), card=card_for(path)))
     return found
 
 

@@ -18,6 +18,8 @@ INT8 model's MAC/s as a fraction of the INT8 limit, where the time goes (per-op 
 Python overhead, tiling overhead), board estimates, and PASS/FAIL lines for the targets; and
 writes everything as JSON. `--scaling` adds 1/4/12/48-megapixel images and a thread sweep;
 `--overlaps 0,8,16` runs the INT8 model again at each tile overlap (speed and PSNR for each).
+`--process` instead compares the whole command (read + restore + write) with the model alone on
+one 3.8 MP PNG and a batch of twenty 12 MP JPEGs (edge_runtime/bench_process.py).
 
 Exit status: 0 every target measured passes, 1 a target fails, 2 usage error or no INT8 model.
 This module imports only the standard library and numpy; each row imports what it needs (torch,
@@ -42,6 +44,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from . import bench_process
 
 PROG = "python -m edge_runtime.bench"
 BENCH_DATA = Path(__file__).resolve().parent / "bench_data"
@@ -339,12 +343,18 @@ def _optional(name: str) -> Any:
     return importlib.import_module(name)
 
 
+def _train_package() -> str:
+    """`edge_restore.train` in an installed wheel, the checkout's top-level `train` otherwise."""
+    return "edge_restore.train" if importlib.util.find_spec("edge_restore") is not None else "train"
+
+
 def _child_torch(spec: dict, noisy: list[np.ndarray]) -> tuple[dict, Any]:
     torch = _optional("torch")
 
-    from train.checkpoint import load_restorer
-    from train.model import macs_per_pixel
-    from train.quant import set_quant_mode
+    train = _train_package()
+    load_restorer = importlib.import_module(f"{train}.checkpoint").load_restorer
+    macs_per_pixel = importlib.import_module(f"{train}.model").macs_per_pixel
+    set_quant_mode = importlib.import_module(f"{train}.quant").set_quant_mode
 
     torch.set_num_threads(spec["threads"])
     model, ckpt = load_restorer(spec["path"])
@@ -786,6 +796,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds per row before it is abandoned (default 1800)")
     p.add_argument("--json", default=None, help="JSON output path (default runs/bench/NAME.json)")
     p.add_argument("--child", help=argparse.SUPPRESS)
+    bench_process.add_arguments(p)
     return p
 
 
@@ -808,6 +819,8 @@ def main(argv: list[str] | None = None) -> int:
         result = child_main(spec)
         sys.stdout.write(RESULT_TAG + json.dumps(result) + "\n")
         return 0
+    if args.process:
+        return bench_process.main(args)
 
     wanted = [r.strip() for r in args.rows.split(",") if r.strip()]
     unknown = [r for r in wanted if r not in ROW_KEYS]

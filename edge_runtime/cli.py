@@ -14,8 +14,10 @@ import stat
 import sys
 import tempfile
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -28,6 +30,7 @@ from .kernels import KernelSpec, kernel_from_spec, parse_kernel_spec
 from .errors import EdgeRestoreError, InputImageError, MissingInputError, ModelError, OutputWriteError, UsageError
 from .imageio import (
     DEFAULT_MAX_PIXELS,
+    DEFAULT_PNG_LEVEL,
     DEFAULT_QUALITY,
     FORMATS,
     INPUT_EXTENSIONS,
@@ -148,6 +151,16 @@ def _strength(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} must be a number between 0 and {MAX_STRENGTH:g}") from None
 
 
+def _png_level(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 9:
+        raise argparse.ArgumentTypeError(f"PNG level must be an integer 0-9, got {text!r}")
+    return value
+
+
 def _quality(text: str) -> int:
     value = _positive_int(text)
     if value > 100:
@@ -166,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-m", "--model", metavar="PATH|NAME",
         help="model file (.tflite or .onnx) or a shipped short name, e.g. 'denoise' -> "
-        "models/denoise_int8.tflite (folders searched: $EDGE_RESTORE_MODELS, then the repo's models/)",
+        "models/denoise_int8.tflite (folders searched: $EDGE_RESTORE_MODELS, then the models shipped with the package)",
     )
     p.add_argument("-o", "--output", metavar="PATH", help="output file (single input) or directory (several inputs)")
     p.add_argument(
@@ -222,6 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quality", type=_quality, default=DEFAULT_QUALITY, metavar="Q", help=f"JPEG/WebP quality 1-100 (default {DEFAULT_QUALITY})")
     p.add_argument(
+        "--png-level", type=_png_level, default=DEFAULT_PNG_LEVEL, metavar="N",
+        help=f"PNG compression level 0-9 (default {DEFAULT_PNG_LEVEL}: about 5x faster to write than 6, files about 10%% larger; "
+        "see docs/performance.md)",
+    )
+    p.add_argument(
         "--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS, metavar="N",
         help=f"refuse images with more pixels than this, checked before decoding (decompression bombs; default {DEFAULT_MAX_PIXELS:,})",
     )
@@ -232,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", action="store_true", help=f"also write a side-by-side before/after image <stem>{COMPARE_SUFFIX}<ext>")
     p.add_argument("--benchmark", action="store_true", help="report latency per tile, megapixels/s and peak memory")
     p.add_argument("--json", metavar="PATH", help="write a JSON manifest: per file input, output, status, error, seconds")
-    p.add_argument("--list-models", action="store_true", help="list the shipped *.tflite models with their task and tile size, then exit")
+    p.add_argument("--list-models", action="store_true", help="list the *.tflite models found by short name (task, size, INT8 PSNR from the model card, path), then exit")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no per-file output lines")
     return p
 
@@ -386,7 +404,9 @@ def plan_outputs(
             dst = out_dir / sub / name
         else:
             dst = path.with_name(name)
-        cmp = dst.with_name(f"{path.stem}{COMPARE_SUFFIX}{dst.suffix}") if compare else None
+        # With `-o NAME.ext` the comparison image follows it (NAME_compare.ext), else the input's stem.
+        stem = out_file.stem if out_file is not None else path.stem
+        cmp = dst.with_name(f"{stem}{COMPARE_SUFFIX}{dst.suffix}") if compare else None
         jobs.append(Job(input=path, output=dst, compare=cmp))
     return jobs, None
 
@@ -546,7 +566,26 @@ def _fail(job: Job, exc: EdgeRestoreError) -> None:
     job.status, job.error, job.exit_code = "error", str(exc), exc.exit_code
 
 
-def restore_file(model: RestorationModel, job: Job, quality: int, max_pixels: int, progress=None) -> None:
+def _fail_unexpected(job: Job, exc: BaseException) -> None:
+    """Fail a job for any exception from reading, restoring or writing it (a bad file must not stop the batch)."""
+    if isinstance(exc, EdgeRestoreError):
+        _fail(job, exc)
+    elif isinstance(exc, MemoryError):
+        _fail(job, errors.InputImageError(f"{job.input}: out of memory (try a smaller --max-pixels)"))
+    else:
+        _fail(job, EdgeRestoreError(f"{job.input}: unexpected {type(exc).__name__}: {exc}"))
+        job.exit_code = errors.EXIT_BAD_IMAGE
+
+
+#: Hands a finished image's write (a callable) to the batch's writer with the image's decoded bytes;
+#: None writes at once. See BackgroundWriter.
+WriteHandoff = Callable[["Job", Callable[[], None], int], None]
+
+
+def restore_file(
+    model: RestorationModel, job: Job, quality: int, max_pixels: int, progress=None,
+    png_level: int = DEFAULT_PNG_LEVEL, handoff: WriteHandoff | None = None,
+) -> None:
     """Read, restore and write one job's image (and its comparison image).
 
     Without a comparison image the input pixels are not needed once restored, so they are
@@ -558,7 +597,7 @@ def restore_file(model: RestorationModel, job: Job, quality: int, max_pixels: in
     tiler = model.tiler(picture.height, picture.width, picture.color.shape[2])
     tiler.run(picture.color, model.run_tile, out=restored, progress=progress, run_pixels=model.pixel_runner)
     del tiler  # its band buffers (tens of MB at 48 MP) are not needed while writing
-    write_restored(job, picture, restored, quality)
+    _write_or_hand_off(job, picture, restored, quality, png_level, handoff)
 
 
 @dataclass(frozen=True)
@@ -657,8 +696,10 @@ def save_kernel(path: Path, kernel: np.ndarray) -> None:
         raise UsageError(f"--save-kernel {path}: use a .npy or .png file name")
 
 
-def restore_file_pnp(model: RestorationModel, run: PnPRun, job: Job, quality: int, max_pixels: int,
-                     progress=None) -> DeblurInfo:
+def restore_file_pnp(
+    model: RestorationModel, run: PnPRun, job: Job, quality: int, max_pixels: int, progress=None,
+    png_level: int = DEFAULT_PNG_LEVEL, handoff: WriteHandoff | None = None,
+) -> DeblurInfo:
     """Read, deconvolve (plug-and-play, the model as the prior) and write one job's image."""
     picture: Picture = read_image(job.input, max_pixels=max_pixels)
     kernel = run.kernel if run.kernel is not None else run.spec
@@ -671,11 +712,14 @@ def restore_file_pnp(model: RestorationModel, run: PnPRun, job: Job, quality: in
     job.deblur = info.manifest()
     if run.save_kernel is not None:
         save_kernel(run.save_kernel, info.kernel)
-    write_restored(job, picture, restored, quality)
+    _write_or_hand_off(job, picture, restored, quality, png_level, handoff)
     return info
 
 
-def restore_file_classic(run: ClassicRun, job: Job, quality: int, max_pixels: int, progress=None) -> None:
+def restore_file_classic(
+    run: ClassicRun, job: Job, quality: int, max_pixels: int, progress=None,
+    png_level: int = DEFAULT_PNG_LEVEL, handoff: WriteHandoff | None = None,
+) -> None:
     """Read, restore with a classic method and write one job's image (and its comparison image).
 
     Without --noise-sigma the sigma is estimated here (not inside restore_classic) so that it can be
@@ -693,10 +737,22 @@ def restore_file_classic(run: ClassicRun, job: Job, quality: int, max_pixels: in
     restored = restore_classic(picture.color, run.method, run.kernel, sigma, iterations=run.iterations)
     if progress is not None:
         progress(1, 1)
-    write_restored(job, picture, restored, quality)
+    _write_or_hand_off(job, picture, restored, quality, png_level, handoff)
 
 
-def write_restored(job: Job, picture: Picture, restored: np.ndarray, quality: int) -> None:
+def _write_or_hand_off(
+    job: Job, picture: Picture, restored: np.ndarray, quality: int, png_level: int, handoff: WriteHandoff | None
+) -> None:
+    def write() -> None:
+        write_restored(job, picture, restored, quality, png_level)
+
+    if handoff is None:
+        write()
+    else:
+        handoff(job, write, restored.nbytes)
+
+
+def write_restored(job: Job, picture: Picture, restored: np.ndarray, quality: int, png_level: int = DEFAULT_PNG_LEVEL) -> None:
     """Write `restored` pixels with `picture`'s alpha and metadata to job.output (and the comparison image).
 
     Shared by the model and the classic paths so both write alike: atomic writes, output folders
@@ -708,9 +764,9 @@ def write_restored(job: Job, picture: Picture, restored: np.ndarray, quality: in
         job.output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputWriteError(f"cannot create folder {job.output.parent}: {exc.strerror or exc}") from None
-    write_image(job.output, result, quality=quality)
+    write_image(job.output, result, quality=quality, png_level=png_level)
     if job.compare is not None:
-        write_image(job.compare, side_by_side(picture, result), quality=quality)
+        write_image(job.compare, side_by_side(picture, result), quality=quality, png_level=png_level)
     job.megapixels = picture.height * picture.width / 1e6
 
 
@@ -728,14 +784,13 @@ def _print_models() -> int:
     if not infos:
         print(f"no *.tflite models in {', '.join(str(d) for d in models_dirs())}")
         return errors.EXIT_OK
-    print(f"{'name':<28} {'task':<8} {'tile':>5} {'quant':<9} path")
+    print(f"{'name':<28} {'task':<8} {'tile':>5} {'quant':<9} {'size':>7}  {'INT8 PSNR (model card)':<34} path")
     for info in infos:
-        name = info.path.stem
-        if info.contract is None:
-            print(f"{name:<28} {'-':<8} {'-':>5} {'-':<9} {info.path}  ({info.error})")
-        else:
-            c = info.contract
-            print(f"{name:<28} {c.task:<8} {c.tile_size:>5} {c.quantization:<9} {info.path}")
+        c = info.contract
+        task, tile, quant = (c.task, c.tile_size, c.quantization) if c is not None else ("-", "-", "-")
+        note = f"  ({info.error})" if c is None else ""
+        size = f"{info.size / 1000:.0f} KB"
+        print(f"{info.path.stem:<28} {task:<8} {tile:>5} {quant:<9} {size:>7}  {info.card.psnr or '-':<34} {info.path}{note}")
     return errors.EXIT_OK
 
 
@@ -854,6 +909,56 @@ def _main(argv: list[str] | None) -> int:
             return exc.exit_code
 
 
+#: Largest decoded image whose write may overlap the next image's read and restore: a 12 MP RGB
+#: 8-bit photo (36 MB) fits. Above it the write runs before the next image is read, so a batch of
+#: large images keeps the single-image memory bound (2.5 x the image + 150 MB, docs/performance.md).
+OVERLAP_MAX_BYTES = 40_000_000
+
+
+class BackgroundWriter:
+    """Encodes and writes one finished image on a background thread while the next is read and restored.
+
+    A queue of one: handing over a write first waits for the previous one, so at most one
+    restored image is held beyond the one being restored, and only one of at most
+    OVERLAP_MAX_BYTES. Pillow's and zlib's encoders release the GIL, so the write runs beside
+    the interpreter. Each finished job goes to `on_done(job, error)` in order, on the caller's thread.
+    """
+
+    def __init__(self, on_done: Callable[[Job, BaseException | None], None]) -> None:
+        self._on_done = on_done
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: tuple[Job, Future] | None = None
+
+    def hand_off(self, job: Job, write: Callable[[], None], nbytes: int) -> None:
+        self.drain()
+        if nbytes > OVERLAP_MAX_BYTES:
+            self._finish(job, write)
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-restore-write")
+        self._pending = (job, self._pool.submit(write))
+
+    def drain(self) -> None:
+        """Wait for the pending write (if any) and report it."""
+        if self._pending is not None:
+            job, future = self._pending
+            self._pending = None
+            self._finish(job, future.result)
+
+    def _finish(self, job: Job, run: Callable[[], object]) -> None:
+        try:
+            run()
+        except Exception as exc:  # reported per job, like any failure of a file
+            self._on_done(job, exc)
+        else:
+            self._on_done(job, None)
+
+    def close(self) -> None:
+        self.drain()
+        if self._pool is not None:
+            self._pool.shutdown()
+
+
 def _run_jobs(
     args: argparse.Namespace, jobs: list[Job], manifest_path: Path | None, stop: StopSignals,
     classic: ClassicRun | None = None, pnp: PnPRun | None = None,
@@ -869,53 +974,12 @@ def _run_jobs(
     bar = ProgressBar(len(jobs), enabled=None if (show and len(jobs) > 1) else False)
     started = time.perf_counter()
     interrupted: Interrupted | None = None
-    for index, job in enumerate(jobs):
-        if job.status == "error":
-            print(f"{PROG}: error: {job.error}", file=sys.stderr)
-            continue
-        if job.status == "skipped":
-            if show:
-                print(f"{PROG}: skipped, already done: {job.input} -> {job.output}", file=sys.stderr)
-            continue
-        t0 = time.perf_counter()
+    job_started: dict[int, float] = {}
+    index_of = {id(j): i for i, j in enumerate(jobs)}
 
-        def tile_progress(done: int, total: int, index: int = index, name: str = job.input.name) -> None:
-            stop.check()
-            bar.update(index + done / total, name)
-
-        try:
-            stop.check()
-            if classic is not None:
-                restore_file_classic(classic, job, args.quality, args.max_pixels, progress=tile_progress)
-            elif pnp is not None:
-                assert model is not None
-                info = restore_file_pnp(model, pnp, job, args.quality, args.max_pixels, progress=tile_progress)
-                if show and (info.noise_sigma_estimated or pnp.spec.blind):
-                    bar.close()
-                    src = job.deblur["kernel"]
-                    params = ", ".join(f"{k} {v}" for k, v in src.items() if k not in ("source", "shape"))
-                    print(f"{PROG}: {job.input}: kernel {src['source']} {src['shape'][1]}x{src['shape'][0]}"
-                          + (f" ({params})" if params else "")
-                          + (f", estimated noise sigma {info.noise_sigma:.2f} (0-255; set it with --noise-sigma)"
-                             if info.noise_sigma_estimated else ""), file=sys.stderr)
-            else:
-                assert model is not None
-                restore_file(model, job, args.quality, args.max_pixels, progress=tile_progress)
-            job.status = "ok"
-        except Interrupted as exc:
-            interrupted = exc
-            job.status, job.error = "interrupted", f"abandoned: interrupted by {exc.name}; rerun with --resume"
-            job.exit_code = exc.exit_code
-        except EdgeRestoreError as exc:
-            _fail(job, exc)
-        except MemoryError:
-            _fail(job, errors.InputImageError(f"{job.input}: out of memory (try a smaller --max-pixels)"))
-        except Exception as exc:  # a bad file must not stop the batch
-            _fail(job, EdgeRestoreError(f"{job.input}: unexpected {type(exc).__name__}: {exc}"))
-            job.exit_code = errors.EXIT_BAD_IMAGE
-        job.seconds = time.perf_counter() - t0
-        if interrupted is not None:
-            break
+    def report(job: Job, index: int) -> None:
+        """A job is done (written, or failed): its line, in input order."""
+        job.seconds = time.perf_counter() - job_started.pop(index, time.perf_counter())
         if job.status == "error":
             bar.close()  # keep the message on its own line
             print(f"{PROG}: error: {job.error}", file=sys.stderr)
@@ -926,7 +990,70 @@ def _run_jobs(
                       "set it with --noise-sigma)", file=sys.stderr)
             if show and not bar.enabled:
                 print(job.output)
+                if job.compare is not None:
+                    print(job.compare)
         bar.update(index + 1, job.input.name)
+
+    def written(job: Job, error: BaseException | None) -> None:
+        if error is None:
+            job.status = "ok"
+        else:
+            _fail_unexpected(job, error)
+        report(job, index_of[id(job)])
+
+    writer = BackgroundWriter(written)
+    try:
+        for index, job in enumerate(jobs):
+            if job.status == "error":
+                writer.drain()
+                print(f"{PROG}: error: {job.error}", file=sys.stderr)
+                continue
+            if job.status == "skipped":
+                writer.drain()
+                if show:
+                    print(f"{PROG}: skipped, already done: {job.input} -> {job.output}", file=sys.stderr)
+                continue
+            job_started[index] = time.perf_counter()
+
+            def tile_progress(done: int, total: int, index: int = index, name: str = job.input.name) -> None:
+                stop.check()
+                bar.update(index + done / total, name)
+
+            try:
+                stop.check()
+                if classic is not None:
+                    restore_file_classic(classic, job, args.quality, args.max_pixels, progress=tile_progress,
+                                         png_level=args.png_level, handoff=writer.hand_off)
+                elif pnp is not None:
+                    assert model is not None
+                    info = restore_file_pnp(model, pnp, job, args.quality, args.max_pixels, progress=tile_progress,
+                                            png_level=args.png_level, handoff=writer.hand_off)
+                    if show and (info.noise_sigma_estimated or pnp.spec.blind):
+                        bar.close()
+                        src = job.deblur["kernel"]
+                        params = ", ".join(f"{k} {v}" for k, v in src.items() if k not in ("source", "shape"))
+                        print(f"{PROG}: {job.input}: kernel {src['source']} {src['shape'][1]}x{src['shape'][0]}"
+                              + (f" ({params})" if params else "")
+                              + (f", estimated noise sigma {info.noise_sigma:.2f} (0-255; set it with --noise-sigma)"
+                                 if info.noise_sigma_estimated else ""), file=sys.stderr)
+                else:
+                    assert model is not None
+                    restore_file(model, job, args.quality, args.max_pixels, progress=tile_progress,
+                                 png_level=args.png_level, handoff=writer.hand_off)
+                continue  # reported by the writer once written
+            except Interrupted as exc:
+                interrupted = exc
+                job.status, job.error = "interrupted", f"abandoned: interrupted by {exc.name}; rerun with --resume"
+                job.exit_code = exc.exit_code
+            except Exception as exc:  # a bad file must not stop the batch (MemoryError included)
+                _fail_unexpected(job, exc)
+            writer.drain()  # the previous file's line first
+            if interrupted is not None:
+                job.seconds = time.perf_counter() - job_started.pop(index)
+                break
+            report(job, index)
+    finally:
+        writer.close()  # a restored image being written is finished (writes are atomic), even when interrupted
     stop.finishing = True  # a signal from here on (e.g. during the last write) is only recorded: all is done
     bar.close()
     wall = time.perf_counter() - started
@@ -934,9 +1061,11 @@ def _run_jobs(
     ok = [j for j in jobs if j.status == "ok"]
     failed = [j for j in jobs if j.status == "error"]
     skipped = [j for j in jobs if j.status == "skipped"]
-    if len(jobs) > 1 or interrupted is not None:
+    if len(jobs) > 1 or interrupted is not None or (show and ok):
         extra = f", {len(skipped)} skipped (already done)" if skipped else ""
-        print(f"{PROG}: {len(ok)} of {len(jobs)} restored, {len(failed)} failed{extra}, {wall:.1f}s", file=sys.stderr)
+        megapixels = sum(j.megapixels for j in ok)
+        rate = f" ({megapixels:.1f} MP, {megapixels / wall:.2f} MP/s)" if ok and wall > 0 else ""
+        print(f"{PROG}: {len(ok)} of {len(jobs)} restored, {len(failed)} failed{extra}, {wall:.1f}s{rate}", file=sys.stderr)
         for job in failed:
             print(f"  failed: {job.error}", file=sys.stderr)
 
@@ -969,10 +1098,10 @@ def _benchmark(ok: list[Job], wall: float, model: RestorationModel | None, class
     megapixels/s end to end (read + restore + write) and peak memory.
     """
     megapixels = sum(j.megapixels for j in ok)
-    busy = sum(j.seconds for j in ok)
+    # The batch's wall time after the model load: per-file seconds overlap once writes run beside the next file.
     common = {
         "megapixels": round(megapixels, 4),
-        "megapixels_per_second": round(megapixels / busy, 4) if busy > 0 else None,
+        "megapixels_per_second": round(megapixels / wall, 4) if wall > 0 else None,
         "wall_seconds": round(wall, 4),
         "peak_memory_mib": None if (m := peak_memory_mib()) is None else round(m, 1),
     }

@@ -1,5 +1,8 @@
+import importlib
 import sys
 
-from .cli import main
+from edge_runtime.extras import run_with_extra
 
-sys.exit(main())
+# Without its extra, one line naming it (exit 78) instead of a traceback.
+sys.exit(run_with_extra("python -m export", "train,export",
+                        lambda: importlib.import_module(".cli", __package__).main))

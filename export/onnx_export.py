@@ -11,8 +11,12 @@ import onnx
 import torch
 
 from edge_runtime.contract import ModelContract
-from train.model import Restorer
-from train.quant import QConv2d, quant_mode
+if __package__ == "export":  # a checkout: train/ is a top-level package beside export/
+    from train.model import Restorer
+    from train.quant import QConv2d, quant_mode
+else:  # the installed wheel: edge_restore.export beside edge_restore.train
+    from ..train.model import Restorer
+    from ..train.quant import QConv2d, quant_mode
 
 from .metadata import stamp_onnx
 

@@ -11,10 +11,16 @@ import numpy as np
 
 from edge_runtime.contract import DEFAULT_OVERLAP, DEFAULT_TILE, TFLITE_LAYOUT, ModelContract
 from edge_runtime.tiling import reflect_indices
-from train.checkpoint import load_restorer, strip_checkpoint
-from train.data import PatchConfig, PatchSampler, list_images, load_images
-from train.degradations import DegradationConfig
-from train.quant import set_quant_mode
+if __package__ == "export":  # a checkout: train/ is a top-level package beside export/
+    from train.checkpoint import load_restorer, strip_checkpoint
+    from train.data import PatchConfig, PatchSampler, list_images, load_images
+    from train.degradations import DegradationConfig
+    from train.quant import set_quant_mode
+else:  # the installed wheel: edge_restore.export beside edge_restore.train
+    from ..train.checkpoint import load_restorer, strip_checkpoint
+    from ..train.data import PatchConfig, PatchSampler, list_images, load_images
+    from ..train.degradations import DegradationConfig
+    from ..train.quant import set_quant_mode
 
 from .audit import audit_scales
 from .onnx_export import export_onnx

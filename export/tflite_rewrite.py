@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from train.quant import GATE_QPARAMS, RELU6_QPARAMS
+if __package__ == "export":  # a checkout: train/ is a top-level package beside export/
+    from train.quant import GATE_QPARAMS, RELU6_QPARAMS
+else:  # the installed wheel: edge_restore.export beside edge_restore.train
+    from ..train.quant import GATE_QPARAMS, RELU6_QPARAMS
 
 
 def split_hard_swish(data: bytes) -> tuple[bytes, int]:

@@ -41,10 +41,16 @@ import torch
 from edge_runtime.backends import dequantize, open_backend, quantize
 from edge_runtime.contract import PIXEL_MAX
 from edge_runtime.metrics import psnr
-from train.checkpoint import checkpoint_task, load_restorer
-from train.data import dead_leaves, list_images, load_image
-from train.degradations import DegradationConfig, degrade
-from train.quant import set_quant_mode
+if __package__ == "export":  # a checkout: train/ is a top-level package beside export/
+    from train.checkpoint import checkpoint_task, load_restorer
+    from train.data import dead_leaves, list_images, load_image
+    from train.degradations import DegradationConfig, degrade
+    from train.quant import set_quant_mode
+else:  # the installed wheel: edge_restore.export beside edge_restore.train
+    from ..train.checkpoint import checkpoint_task, load_restorer
+    from ..train.data import dead_leaves, list_images, load_image
+    from ..train.degradations import DegradationConfig, degrade
+    from ..train.quant import set_quant_mode
 
 STEP = 1.0 / PIXEL_MAX
 

@@ -224,3 +224,18 @@ def test_overlap_sweep_runs_the_int8_file_at_each_overlap(bench_setup, tmp_path,
     for bad in ("-1", "8,x"):
         assert bench.main(["--models-dir", str(models), "--name", "fx", "--overlaps", bad]) == bench.EXIT_USAGE
         assert "--overlaps" in capsys.readouterr().err
+
+
+def test_process_mode_reports_both_rates(int8_model, tmp_path, capsys):
+    out = tmp_path / "process.json"
+    code = bench.main(["--process", "--process-model", str(int8_model), "--single-mp", "0.05", "--batch-count", "2",
+                       "--batch-mp", "0.05", "--repeats", "1", "--threads", "1", "--json", str(out)])
+    text = capsys.readouterr().out
+    results = json.loads(out.read_text())
+    assert [r["key"] for r in results] == ["single", "batch"] and results[1]["files"] == 2
+    for r in results:
+        assert r["model_only_mps"] > 0 and r["whole_process_mps"] > 0
+        assert r["ratio"] == pytest.approx(r["whole_process_mps"] / r["model_only_mps"], abs=2e-3)
+        assert r["passed"] == (r["ratio"] >= r["target"]) and f"{r['target']:.0%}" in text
+    assert code == (0 if all(r["passed"] for r in results) else 1)
+    assert bench.main(["--process", "--process-scenarios", "nope"]) == 2

@@ -113,7 +113,10 @@ def test_rgba_input_keeps_alpha_bit_exact(blurred, tmp_path):
         (["--classic", "wiener", "--kernel", "k.npy", "--model", "denoise"], "--classic and --model exclude each other"),
         ([], "--model or --classic is required"),
         (["--classic", "nlm", "--kernel", "k.npy"], "--kernel goes with --classic wiener or rl"),
-        (["--model", "denoise", "--noise-sigma", "5"], "--noise-sigma goes with --classic"),
+        (["--model", "denoise", "--noise-sigma", "5"], "--noise-sigma goes with --kernel (deconvolution) or --classic"),
+        (["--model", "denoise", "--iterations", "5"], "--iterations goes with --kernel"),
+        (["--model", "denoise", "--kernel", "motion:9,0", "--strength", "0.5"], "--strength scales a denoiser"),
+        (["--classic", "wiener", "--kernel", "estimate"], "blind estimation) goes with a denoiser"),
         (["--classic", "rl", "--kernel", "k.npy", "--noise-sigma", "5"], "no effect with --classic rl"),
         (["--classic", "wiener", "--kernel", "k.npy", "--device", "edgetpu"], "--classic runs on the CPU"),
         (["--classic", "wiener", "--kernel", "k.npy", "--tile-overlap", "4"], "whole image at once"),
@@ -191,6 +194,7 @@ def test_signal_during_a_classic_restore_abandons_that_file(blurred, tmp_path, m
 def test_help_documents_the_classic_options(capsys):
     assert main(["--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
-    for phrase in ("--classic METHOD", "--kernel PATH", "--noise-sigma S", "--rl-iterations N",
+    for phrase in ("--classic METHOD", "--kernel SPEC", "motion:LENGTH,ANGLE", "--noise-sigma S", "--rl-iterations N",
+                   "--iterations N", "--strength S", "plug-and-play",
                    "160-185 MiB per RGB megapixel", "edge-restore --classic wiener --kernel k.npy"):
         assert phrase in text, phrase

@@ -316,3 +316,34 @@ def test_console_script_on_the_bundled_sample(tmp_path, int8_model):
     assert "INFO:" not in result.stderr
     with Image.open(tmp_path / "clean.png") as im:
         assert im.size == (256, 256) and im.mode == "RGB"
+
+
+def test_png_level_option_and_default(tmp_path, int8_model):
+    pixels = _image(tmp_path / "a.png", (64, 80, 3))
+    assert _run("-m", int8_model, tmp_path / "a.png", "-o", tmp_path / "fast.png", "-q") == 0
+    assert _run("-m", int8_model, tmp_path / "a.png", "-o", tmp_path / "small.png", "--png-level", "9", "-q") == 0
+    fast, small = (np.asarray(Image.open(tmp_path / n)) for n in ("fast.png", "small.png"))
+    assert np.array_equal(fast, small) and fast.shape == pixels.shape  # lossless either way
+    assert (tmp_path / "small.png").stat().st_size <= (tmp_path / "fast.png").stat().st_size
+    assert _run("-m", int8_model, tmp_path / "a.png", "--png-level", "10") == 1
+
+
+def test_batch_writes_overlap_in_order_and_single_file_summary(tmp_path, int8_model, capsys):
+    for i in range(4):
+        _image(tmp_path / "in" / f"{i}.png", seed=i)
+    (tmp_path / "in" / "2.png").write_bytes(b"not an image")  # a failure between two overlapped writes
+    assert _run("-m", int8_model, tmp_path / "in", "-o", tmp_path / "out", "--json", tmp_path / "m.json") == 2
+    files = json.loads((tmp_path / "m.json").read_text())["files"]
+    assert [f["status"] for f in files] == ["ok", "ok", "error", "ok"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0_restored.png", "1_restored.png", "3_restored.png"]
+    capsys.readouterr()
+    assert _run("-m", int8_model, tmp_path / "in" / "0.png", "-o", tmp_path / "one.png") == 0
+    err = capsys.readouterr().err
+    assert "1 of 1 restored, 0 failed" in err and "MP/s" in err
+
+
+def test_compare_name_follows_output_and_is_printed(tmp_path, int8_model, capsys):
+    _image(tmp_path / "a.png", (20, 30, 3))
+    assert _run("-m", int8_model, tmp_path / "a.png", "-o", tmp_path / "clean.png", "--compare") == 0
+    assert capsys.readouterr().out.split() == [str(tmp_path / "clean.png"), str(tmp_path / "clean_compare.png")]
+    assert Image.open(tmp_path / "clean_compare.png").size == (60, 20)
