@@ -19,7 +19,9 @@ Python overhead, tiling overhead), board estimates, and PASS/FAIL lines for the 
 writes everything as JSON. `--scaling` adds 1/4/12/48-megapixel images and a thread sweep;
 `--overlaps 0,8,16` runs the INT8 model again at each tile overlap (speed and PSNR for each).
 `--process` instead compares the whole command (read + restore + write) with the model alone on
-one 3.8 MP PNG and a batch of twenty 12 MP JPEGs (edge_runtime/bench_process.py).
+one 3.8 MP PNG and a batch of twenty 12 MP JPEGs (edge_runtime/bench_process.py). `--pnp` times
+plug-and-play deconvolution at several iteration counts against one denoiser pass
+(edge_runtime/bench_pnp.py).
 
 Exit status: 0 every target measured passes, 1 a target fails, 2 usage error or no INT8 model.
 This module imports only the standard library and numpy; each row imports what it needs (torch,
@@ -45,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from . import bench_process
+from . import bench_pnp, bench_process
 
 PROG = "python -m edge_runtime.bench"
 BENCH_DATA = Path(__file__).resolve().parent / "bench_data"
@@ -797,6 +799,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, help="JSON output path (default runs/bench/NAME.json)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     bench_process.add_arguments(p)
+    bench_pnp.add_arguments(p)
     return p
 
 
@@ -821,6 +824,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.process:
         return bench_process.main(args)
+    if args.pnp:
+        return bench_pnp.main(args)
 
     wanted = [r.strip() for r in args.rows.split(",") if r.strip()]
     unknown = [r for r in wanted if r not in ROW_KEYS]

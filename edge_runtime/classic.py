@@ -186,30 +186,34 @@ def _fast_len(n: int) -> int:
 # --------------------------------------------------------------------------------------------
 
 
-def edge_taper_pad(img: np.ndarray, kernel: np.ndarray, margin: int) -> np.ndarray:
+def edge_taper_pad(img: np.ndarray, kernel: np.ndarray, margin: int, extra: tuple[int, int] = (0, 0)) -> np.ndarray:
     """Pad by reflection by `margin` pixels, then taper the margin so the result is smooth when wrapped.
 
     Over the margin a raised-cosine weight w goes from 1 at the image border to 0 at the outer edge,
     and the padded image is blended as w * padded + (1 - w) * (kernel (*) padded) with a circular
     convolution, in the spirit of MATLAB's `edgetaper`. The result joins smoothly across the
     periodic boundary that an FFT assumes, so a frequency-domain deconvolution does not ring from
-    the wrap-around edge. Returns float64.
+    the wrap-around edge. `extra` = (rows, columns) widens the bottom and right margins beyond
+    `margin` (e.g. to reach a fast FFT size). Returns float64.
     """
     arr = _check_image(img).astype(np.float64)
     m = int(margin)
-    padded = np.pad(arr, ((m, m), (m, m), (0, 0)), mode="reflect")
-    if m == 0:
+    ey, ex = int(extra[0]), int(extra[1])
+    padded = np.pad(arr, ((m, m + ey), (m, m + ex), (0, 0)), mode="reflect")
+    if m == 0 and ey == 0 and ex == 0:
         return padded
     h, w = padded.shape[:2]
-    ramp = 0.5 - 0.5 * np.cos(np.pi * np.arange(m) / m)
 
-    def window(n: int) -> np.ndarray:
+    def ramp(n: int) -> np.ndarray:
+        return 0.5 - 0.5 * np.cos(np.pi * np.arange(n) / n)
+
+    def window(n: int, lead: int, tail: int) -> np.ndarray:
         t = np.ones(n)
-        t[:m] = ramp
-        t[n - m :] = ramp[::-1]
+        t[:lead] = ramp(lead)
+        t[n - tail :] = ramp(tail)[::-1]
         return t
 
-    weight = (window(h)[:, None] * window(w)[None, :])[..., None]
+    weight = (window(h, m, m + ey)[:, None] * window(w, m, m + ex)[None, :])[..., None]
     H = _otf(kernel, (h, w))
     blurred = np.fft.irfft2(np.fft.rfft2(padded, axes=(0, 1)) * H[..., None], s=(h, w), axes=(0, 1))
     return weight * padded + (1.0 - weight) * blurred
