@@ -123,6 +123,16 @@ _positive_int = int_at_least(1)
 _non_negative_int = int_at_least(0)
 
 
+def _threads(text: str) -> int:
+    """argparse type: a thread count in [1, MAX_THREADS] (above 4 per core it is capped, with a warning)."""
+    from .backends import MAX_THREADS
+
+    value = _positive_int(text)
+    if value > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at most {MAX_THREADS}")
+    return value
+
+
 def _noise_sigma(text: str) -> float:
     """argparse type: a finite noise std >= 0 on the 0-255 scale."""
     try:
@@ -190,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS, metavar="N",
         help=f"refuse images with more pixels than this, checked before decoding (decompression bombs; default {DEFAULT_MAX_PIXELS:,})",
     )
-    p.add_argument("--threads", type=_positive_int, default=None, metavar="N", help="interpreter (or, with --classic nlm / nlm-lab, OpenCV) threads (default: all CPU cores)")
+    p.add_argument("--threads", type=_threads, default=None, metavar="N", help="interpreter (or, with --classic nlm / nlm-lab, OpenCV) threads (default: all CPU cores)")
     p.add_argument("--tile-overlap", type=_non_negative_int, default=None, metavar="N", help="overlap between tiles in pixels (default: the model contract's)")
     p.add_argument("--device", choices=DEVICES, default="cpu", help="cpu (default) or edgetpu (Coral, via libedgetpu)")
     p.add_argument("--cpu-fallback", action="store_true", help="with --device edgetpu: run on the CPU, with a warning, when no Edge TPU is found (default: fail)")
