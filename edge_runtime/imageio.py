@@ -505,14 +505,32 @@ def output_format(path: str | os.PathLike) -> str:
     return FORMATS[ext]
 
 
+#: Longest file name most file systems take (ext4, XFS, APFS, NTFS: 255 bytes).
+NAME_MAX = 255
+
+
+def temp_prefix(target: Path) -> str:
+    """The temporary-file prefix for `target`: ".<name>.<pid>." (the name shortened so that the
+    whole temporary name, with mkstemp's 8 random characters and ".tmp", fits in NAME_MAX bytes).
+
+    The PID says whose file it is: a later run removes only files whose owner is dead.
+    """
+    tail = f".{os.getpid()}."
+    room = NAME_MAX - len(tail) - 1 - 8 - len(".tmp")
+    name = os.fsencode(target.name)[:room].decode("utf-8", "ignore") if len(os.fsencode(target.name)) > room else target.name
+    while len(os.fsencode(name)) > room:  # surrogate-escaped bytes: shorten by characters
+        name = name[:-1]
+    return f".{name}{tail}"
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
     """Call write(file) on a temporary file beside `path`, then os.replace() it into place.
 
-    The temporary file is removed on any failure; OSErrors become OutputWriteError.
+    The temporary file (see temp_prefix) is removed on any failure; OSErrors become OutputWriteError.
     """
     target = Path(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(target), suffix=".tmp", dir=target.parent)
     except OSError as exc:
         raise OutputWriteError(f"cannot write {target}: {exc.strerror or exc}") from None
     try:

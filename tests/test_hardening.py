@@ -435,3 +435,134 @@ def test_thread_count_is_capped_at_a_multiple_of_the_cores(int8_model, caplog):
 
     model = load_model(int8_model, threads=500)
     assert model.backend.threads == min(500, MAX_THREADS_PER_CORE * (os.cpu_count() or 1))
+
+
+# ----------------------------------------------------- 11. stdout failures never abort a batch
+
+
+def test_broken_stdout_does_not_abort_the_batch(tmp_path, int8_model):
+    for i in range(3):
+        _photo(tmp_path / "in", f"p{i}.png", seed=i) if (tmp_path / "in").exists() else ((tmp_path / "in").mkdir(), _photo(tmp_path / "in", f"p{i}.png", seed=i))
+    manifest = tmp_path / "run.json"
+    proc = subprocess.Popen([sys.executable, "-m", "edge_runtime.cli", "-m", str(int8_model), str(tmp_path / "in"),
+                             "-o", str(tmp_path / "out"), "--json", str(manifest)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader went away (as `| head -c1` does)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert b"Traceback" not in err
+    assert len(list((tmp_path / "out").glob("*_restored.png"))) == 3
+    assert json.loads(manifest.read_text())["summary"]["ok"] == 3
+
+
+def test_non_utf8_file_name_is_printed_as_is(tmp_path, int8_model):
+    folder = os.fsencode(tmp_path)
+    name = folder + b"/caf\xe9.png"
+    Image.fromarray(hostile.noise()).save(os.fsdecode(name))
+    proc = subprocess.run([sys.executable, "-m", "edge_runtime.cli", "-m", str(int8_model), os.fsdecode(name)],
+                          cwd=REPO, capture_output=True, timeout=120, env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == folder + b"/caf\xe9_restored.png\n"
+
+
+# ------------------------------------------------- 12. temp files of a live run are never removed
+
+
+def test_another_live_runs_temp_file_is_left_alone(tmp_path, int8_model):
+    photo = _photo(tmp_path)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live = tmp_path / f".photo_restored.png.{other.pid}.abcd1234.tmp"
+        live.write_bytes(b"in progress")
+        dead_pid = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                                  text=True).stdout.strip()
+        dead = tmp_path / f".photo_restored.png.{dead_pid}.efgh5678.tmp"
+        dead.write_bytes(b"left by a kill -9")
+        assert main(["-m", str(int8_model), str(photo), "-q"]) == 0
+        assert live.exists() and not dead.exists()
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_temp_files_carry_the_owner_pid(tmp_path, monkeypatch):
+    seen = []
+    real = os.replace
+
+    def spy(src, dst):
+        seen.append(Path(src).name)
+        return real(src, dst)
+
+    monkeypatch.setattr(imageio.os, "replace", spy)
+    imageio.atomic_write(tmp_path / "x.json", lambda fh: fh.write(b"{}"))
+    assert f".{os.getpid()}." in seen[0]
+
+
+# ------------------------------------------------------------------ 13. glob with symlink cycles
+
+
+@pytest.mark.parametrize("how", ["glob", "folder"])
+def test_recursive_inputs_survive_symlink_cycles(tmp_path, int8_model, how):
+    root = tmp_path / "a"
+    (root / "b").mkdir(parents=True)
+    _photo(root / "b", "x.png")
+    (root / "b" / "up").symlink_to(root, target_is_directory=True)
+    (root / "b" / "up2").symlink_to(root / "b", target_is_directory=True)
+    arg = f"{root}/**/*.png" if how == "glob" else str(root)
+    proc = _cli("-m", str(int8_model), arg, "-r", "-o", str(tmp_path / "out"), "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert len(list((tmp_path / "out").rglob("*_restored.png"))) == 1
+
+
+# ------------------------------------------------------ 14. SIGTERM during model load: manifest
+
+
+SLOW_LOAD = r"""
+import sys, time
+from pathlib import Path
+import edge_runtime.cli as cli
+real = cli.load_model
+def slow(*a, **k):
+    Path(sys.argv[1]).write_text("loading")
+    time.sleep(3)
+    return real(*a, **k)
+cli.load_model = slow
+sys.exit(cli.main(sys.argv[2:]))
+"""
+
+
+def test_sigterm_during_model_load_still_writes_the_manifest(tmp_path, int8_model):
+    photo = _photo(tmp_path)
+    marker, manifest = tmp_path / "marker", tmp_path / "run.json"
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_LOAD, str(marker), "-m", str(int8_model), str(photo),
+                             "--json", str(manifest)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        end = time.monotonic() + 60
+        while not marker.exists() and time.monotonic() < end:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    data = json.loads(manifest.read_text())
+    assert data["interrupted_by"] == "SIGTERM" and data["summary"]["pending"] == 1
+
+
+# -------------------------------------------- 15. long output names: writability before the work
+
+
+def test_output_names_up_to_the_limit_work(tmp_path, int8_model):
+    photo = _photo(tmp_path)
+    out = tmp_path / ("n" * 251 + ".png")  # 255 bytes
+    assert main(["-m", str(int8_model), str(photo), "-o", str(out), "-q"]) == 0
+    assert out.is_file()
+
+
+def test_too_long_output_name_fails_before_restoring(tmp_path, int8_model, capsys, monkeypatch):
+    photo = _photo(tmp_path)
+    import edge_runtime.cli as cli
+
+    monkeypatch.setattr(cli, "load_model", lambda *a, **k: pytest.fail("model loaded for an unwritable output"))
+    assert main(["-m", str(int8_model), str(photo), "-o", str(tmp_path / ("n" * 260 + ".png"))]) == 73
+    assert "too long" in capsys.readouterr().err
