@@ -351,6 +351,106 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
                     raise _unexpected(p, exc) from None
 
 
+#: Bytes put before a JPEG's final EOI marker to see whether the decoder still needs data.
+_JPEG_PROBE_PAD = b"\x55" * 512
+
+
+def _jpeg_digest(data: bytes, full: bool) -> bytes:
+    """A digest of the decoded JPEG: at 1/8 scale (DC only, but every coefficient is still
+    entropy-decoded), or at full scale (a progressive file's AC scans), hashed a band at a time."""
+    import hashlib
+
+    with Image.open(io.BytesIO(data), formats=("JPEG",)) as im:
+        if not full:
+            im.draft(im.mode, (max(1, im.width // 8), max(1, im.height // 8)))
+        im.load()
+        digest = hashlib.sha256()
+        w, h = im.size
+        step = max(1, _BAND_BYTES // (4 * w))
+        for y in range(0, h, step):
+            digest.update(im.crop((0, y, w, min(h, y + step))).tobytes())
+        return digest.digest()
+
+
+def _progressive_scans_missing(data: bytes) -> str | None:
+    """For a progressive JPEG, what its scans leave out (coefficients never brought to full
+    precision); None when complete or not progressive. Only marker segments are parsed.
+
+    The 1/8-scale probe sees DC only: a progressive file cut in its AC scans needs this.
+    """
+    pos, components, progressive = 2, [], False
+    final: dict[int, set[int]] = {}
+    end = len(data)
+    while pos + 4 <= end:
+        if data[pos] != 0xFF:
+            return None  # not a marker where one must be: leave it to the decoder
+        marker = data[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            pos += 2
+            continue
+        if marker == 0xD9:
+            break
+        length = struct.unpack(">H", data[pos + 2 : pos + 4])[0]
+        body = data[pos + 4 : pos + 2 + length]
+        if marker in (0xC2, 0xC6, 0xCA, 0xCE) and len(body) >= 6:
+            progressive = True
+            components = [body[6 + 3 * i] for i in range(body[5]) if 6 + 3 * i < len(body)]
+        pos += 2 + length
+        if marker == 0xDA:  # SOS: its header, then entropy-coded data up to the next real marker
+            if len(body) >= 1 and len(body) >= 1 + 2 * body[0] + 3:
+                ns = body[0]
+                ss, se, al = body[1 + 2 * ns], body[2 + 2 * ns], body[3 + 2 * ns] & 0x0F
+                if al == 0:
+                    for i in range(ns):
+                        final.setdefault(body[1 + 2 * i], set()).update(range(ss, min(se, 63) + 1))
+            while pos + 1 < end and not (data[pos] == 0xFF and data[pos + 1] not in (0x00, 0xFF)
+                                          and not 0xD0 <= data[pos + 1] <= 0xD7):
+                pos += 1
+    if not progressive:
+        return None
+    for comp in components:
+        done = final.get(comp, set())
+        if len(done) < 64:
+            return f"component {comp} has {64 - len(done)} of 64 coefficients missing or not refined"
+    return None
+
+
+def _is_progressive(data: bytes) -> bool:
+    return any(data.find(marker, 2, 1 << 20) >= 0 for marker in (b"\xff\xc2", b"\xff\xc6", b"\xff\xca", b"\xff\xce"))
+
+
+def _check_jpeg_complete(p: Path, fh: BinaryIO) -> None:
+    """InputImageError if a JPEG that ends in an EOI marker lacks image data before it.
+
+    libjpeg treats a marker met inside the entropy-coded data as "premature end of data", fills
+    the rest of the image with grey and only warns, which Pillow does not surface: a truncated
+    file with EOI appended (or a 681-byte file claiming 7000x7000) decoded "fine". The file is
+    decoded a second time at 1/8 scale with filler bytes before its EOI: a complete scan never
+    reads them, a truncated one decodes them and comes out different.
+    """
+    data = _whole_file(fh)
+    fh.seek(0)
+    if not data.endswith(b"\xff\xd9"):
+        return  # no EOI: Pillow itself reports the truncation
+    missing = _progressive_scans_missing(data)
+    if missing:
+        raise InputImageError(f"{p}: cannot decode image (progressive JPEG is truncated: {missing})")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            # a progressive file's last scan is an AC refinement, which the 1/8 scale does not see:
+            # compared at full scale (two more decodes, one at a time: no more memory than the read)
+            full = _is_progressive(data)
+            same = _jpeg_digest(data, full) == _jpeg_digest(data[:-2] + _JPEG_PROBE_PAD + data[-2:], full)
+        except _DECODE_ERRORS as exc:
+            raise _decode_error(p, exc) from None
+    if not same:
+        raise InputImageError(f"{p}: cannot decode image (JPEG image data is truncated: the file ends before its last scan)")
+
+
 def _whole_file(fh: BinaryIO) -> bytes:
     fh.seek(0)
     return fh.read()
@@ -362,9 +462,16 @@ def _decode(p: Path, im: Image.Image, head: bytes, fh: BinaryIO) -> Picture:
     if frames > 1:
         log.warning("%s has %d frames; only the first frame is restored", p, frames)
         im.seek(0)
+    if fmt in ("JPEG", "MPO"):
+        _check_jpeg_complete(p, fh)
+    pending_tiles = bool(im.tile)
     try:
         exif = im.getexif()
-    except Exception:  # a broken EXIF block must not lose the photo
+    except Exception as exc:  # a broken EXIF block must not lose the photo...
+        if pending_tiles and not im.tile:
+            # ...but reading it decoded the pixels (PNG keeps eXIf after IDAT) and that failed:
+            # the image data is corrupt, and a second load() would return the partial pixels.
+            raise _decode_error(p, exc) from None
         log.warning("%s: EXIF is unreadable and is not copied", p)
         exif = Image.Exif()
     orientation = _orientation(p, exif)
