@@ -484,10 +484,9 @@ def _decode(p: Path, im: Image.Image, head: bytes, fh: BinaryIO) -> Picture:
     dpi = im.info.get("dpi")
     alpha_from_color = False
     mode = im.mode
-    if fmt == "PNG" and png16.needs_png16(head) and png16.png_header(head)[4]:
-        log.warning("%s: interlaced 16-bit colour PNGs are read at 8 bits (Pillow)", p)
-    if fmt == "PNG" and png16.needs_png16(head) and not png16.png_header(head)[4]:
-        pixels, info = png16.decode(_whole_file(fh))
+    if fmt == "PNG" and png16.needs_png16(head):
+        fh.seek(0)
+        pixels, info = png16.decode(fh)
         icc = info.get("icc_profile", icc)
         alpha_from_color = pixels.shape[2] in (2, 4)
     elif fmt == "TIFF" and tiff16.is_rgb16(im.tag_v2) and _tiff16_ok(p, im):
@@ -739,7 +738,7 @@ def save_image(fh: BinaryIO, picture: Picture, fmt: str, quality: int = DEFAULT_
     sixteen = color.dtype == np.uint16
     if sixteen and fmt == "PNG":
         planes = color if alpha is None else np.concatenate([color, alpha[..., None]], axis=2)
-        fh.write(png16.encode(planes, icc_profile=icc, exif=exif_bytes))
+        png16.write(fh, planes, icc_profile=icc, exif=exif_bytes)
         return
     if sixteen and fmt == "TIFF" and color.shape[2] == 3:
         planes = color if alpha is None else np.concatenate([color, alpha[..., None]], axis=2)
