@@ -485,6 +485,8 @@ def _decode(p: Path, im: Image.Image, head: bytes, fh: BinaryIO) -> Picture:
     alpha_from_color = False
     mode = im.mode
     if fmt == "PNG" and png16.needs_png16(head):
+        if "transparency" in im.info:
+            log.warning("%s: the tRNS transparency colour of a 16-bit PNG is not kept", p)
         fh.seek(0)
         pixels, info = png16.decode(fh)
         icc = info.get("icc_profile", icc)
@@ -493,6 +495,9 @@ def _decode(p: Path, im: Image.Image, head: bytes, fh: BinaryIO) -> Picture:
         pixels = tiff16.decode(_whole_file(fh), im.tag_v2, im.tag_v2._endian)
         alpha_from_color = pixels.shape[2] == 4
     elif mode.startswith("I;16") or mode == "I":
+        if mode.endswith("S") or (fmt == "TIFF" and 2 in _as_tuple(im.tag_v2.get(339, 1))):
+            bits = max(_as_tuple(im.tag_v2.get(258, 16))) if fmt == "TIFF" else 16
+            raise InputImageError(f"{p}: signed {bits}-bit integer images are not supported")
         arr = np.asarray(im)
         if mode == "I" and (arr.min(initial=0) < 0 or arr.max(initial=0) > 65535):
             raise InputImageError(f"{p}: 32-bit integer images are not supported")
@@ -582,8 +587,14 @@ def _tiff16_ok(p: Path, im: Image.Image) -> bool:
     return supported
 
 
+def _as_tuple(value) -> tuple:
+    return value if isinstance(value, tuple) else (value,)
+
+
 def _target_mode(im: Image.Image) -> str:
     mode = im.mode
+    if mode in ("L", "RGB") and "transparency" in im.info:
+        return mode[0] + "A" if mode == "L" else "RGBA"  # a tRNS colour key becomes alpha (not dropped)
     if mode in ("L", "RGB", "RGBA", "LA"):
         return mode
     if mode in ("P", "PA"):

@@ -566,3 +566,84 @@ def test_too_long_output_name_fails_before_restoring(tmp_path, int8_model, capsy
     monkeypatch.setattr(cli, "load_model", lambda *a, **k: pytest.fail("model loaded for an unwritable output"))
     assert main(["-m", str(int8_model), str(photo), "-o", str(tmp_path / ("n" * 260 + ".png"))]) == 73
     assert "too long" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------- 16. tRNS transparency kept
+
+
+@pytest.mark.parametrize("mode,transparency", [("RGB", (10, 20, 30)), ("L", 7)])
+def test_png_trns_transparency_is_kept(tmp_path, mode, transparency):
+    pixels = hostile.noise((9, 8, 3) if mode == "RGB" else (9, 8), 4)
+    pixels[0, 0] = transparency
+    path = tmp_path / "t.png"
+    Image.fromarray(pixels, mode).save(path, transparency=transparency)
+    picture = imageio.read_image(path)
+    assert picture.alpha is not None and picture.alpha[0, 0] == 0 and picture.alpha[1, 1] == 255
+
+
+# ------------------------------------------------------------------------------- 17. minor ones
+
+
+def test_out_of_range_tile_overlap_is_a_usage_error(tmp_path, int8_model, capsys):
+    assert main(["-m", str(int8_model), str(_photo(tmp_path)), "--tile-overlap", "5000"]) == 1
+    assert "--tile-overlap" in capsys.readouterr().err
+
+
+def test_api_takes_big_endian_uint16_and_refuses_non_finite_floats(int8_model):
+    model = load_model(int8_model)
+    native = np.random.default_rng(0).integers(0, 65536, (20, 24, 3), dtype=np.uint16)
+    np.testing.assert_array_equal(model.restore(native.astype(">u2")), model.restore(native))
+    image = np.random.default_rng(0).random((20, 24, 3)).astype(np.float32)
+    image[3, 4, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        model.restore(image)
+
+
+def test_signed_16bit_tiff_is_named_correctly(tmp_path):
+    path = tmp_path / "s.tif"
+    hostile.write(path, _signed_tiff())
+    with pytest.raises(InputImageError, match="signed 16-bit"):
+        imageio.read_image(path)
+
+
+def _signed_tiff() -> bytes:
+    data = bytearray(hostile.encode(np.arange(20, dtype=np.uint16).reshape(4, 5), "TIFF"))
+    ifd = struct.unpack_from("<I", data, 4)[0]
+    count = struct.unpack_from("<H", data, ifd)[0]
+    for k in range(count):
+        entry = ifd + 2 + 12 * k
+        if struct.unpack_from("<H", data, entry)[0] == 339:  # SampleFormat already present
+            struct.pack_into("<H", data, entry + 8, 2)
+            return bytes(data)
+    # add SampleFormat = 2 (signed): rebuild the IFD at the end of the file
+    entries = [bytes(data[ifd + 2 + 12 * k : ifd + 14 + 12 * k]) for k in range(count)]
+    entries.append(struct.pack("<HHII", 339, 3, 1, 2))
+    entries.sort(key=lambda e: struct.unpack_from("<H", e)[0])
+    new_ifd = len(data) + (len(data) & 1)
+    data += b"\0" * (new_ifd - len(data)) + struct.pack("<H", len(entries)) + b"".join(entries) + b"\0\0\0\0"
+    struct.pack_into("<I", data, 4, new_ifd)
+    return bytes(data)
+
+
+# --------------------------------------------------------- 7. memory follows pixels, not width
+
+
+def test_band_buffers_follow_the_image_height_not_the_tile():
+    """A 1-pixel-high panorama: the tiler's band buffers are rows of the image, not of the tile
+    (1x300000 px through a 256-pixel tile allocated 1.7 GB of T x W bands before)."""
+    from edge_runtime.tiling import Tiler
+
+    tiler = Tiler(1, 300_000, 256, 16, 3, 3)
+    image = np.zeros((1, 300_000, 3), np.uint8)
+    assert tiler._acc.nbytes + tiler._wacc.nbytes <= 16 * 300_000 * 1
+    small = Tiler(3, 700, 32, 8, 3, 3)
+    pixels = hostile.noise((3, 700, 3), 8)
+    np.testing.assert_array_equal(small.run(pixels, lambda t: t), pixels)  # identity model: exact
+    assert small._acc.shape[0] == 3
+
+
+def test_one_pixel_high_panorama_restores(tmp_path, int8_model):
+    path = tmp_path / "thin.png"
+    Image.fromarray(hostile.noise((1, 3000, 3), 6)).save(path)
+    assert main(["-m", str(int8_model), str(path), "-q"]) == 0
+    assert Image.open(tmp_path / "thin_restored.png").size == (3000, 1)
