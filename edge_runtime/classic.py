@@ -151,7 +151,9 @@ def _load_npy_kernel(p: Path) -> np.ndarray:
                 shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh, max_header_size=MAX_NPY_HEADER)
             else:
                 raise ValueError(f"unsupported .npy version {version}")
-        except (OSError, ValueError, TypeError, EOFError, SyntaxError) as exc:
+        except MemoryError:
+            raise
+        except Exception as exc:  # numpy parses the header as a Python literal: any type (TokenError, ...)
             raise KernelError(f"{p}: unreadable blur kernel ({' '.join(str(exc).split())[:160]})") from None
         if dtype.hasobject or dtype.kind not in "biuf" or dtype.fields is not None:
             raise KernelError(f"{p}: unreadable blur kernel (dtype {dtype} is not supported: real numbers only)")
