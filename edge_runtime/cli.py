@@ -210,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpu-fallback", action="store_true", help="with --device edgetpu: run on the CPU, with a warning, when no Edge TPU is found (default: fail)")
     p.add_argument("--compare", action="store_true", help=f"also write a side-by-side before/after image <stem>{COMPARE_SUFFIX}<ext>")
     p.add_argument("--benchmark", action="store_true", help="report latency per tile, megapixels/s and peak memory")
-    p.add_argument("--json", metavar="PATH", help="write a JSON manifest: per file input, output, status, error, seconds")
+    p.add_argument("--json", metavar="PATH", help="write a JSON manifest: per file input, output, status, error, seconds ('-': to stdout)")
     p.add_argument("--list-models", action="store_true", help="list the shipped *.tflite models with their task and tile size, then exit")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no per-file output lines")
     return p
