@@ -116,10 +116,9 @@ def _load_image_kernel(p: Path) -> np.ndarray:
 
     try:
         picture = read_image(p, max_pixels=MAX_KERNEL_SIDE * MAX_KERNEL_SIDE)
-    except InputImageError as exc:
-        raise KernelError(f"unreadable blur kernel: {exc}") from None
-    except MissingInputError as exc:
-        raise KernelError(f"unreadable blur kernel: {exc}") from None
+    except (InputImageError, MissingInputError) as exc:
+        reason = str(exc).removeprefix(f"{p}: ")
+        raise KernelError(f"{p}: unreadable blur kernel ({reason})") from None
     _check_kernel_shape(p, (picture.height, picture.width))
     color = picture.color.astype(np.float64)
     if color.shape[2] == 3:  # luminance, with the weights Pillow's convert("F") used

@@ -33,6 +33,15 @@ TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 
 
+# Peak RSS of this process image (VmHWM): ru_maxrss would include the forking parent's (pytest's) RSS.
+HWM = (
+    "def _hwm_mib():\n"
+    "    for line in open('/proc/self/status'):\n"
+    "        if line.startswith('VmHWM:'):\n"
+    "            return int(line.split()[1]) // 1024\n"
+)
+
+
 def _photo(folder: Path, name: str = "photo.png", shape=(20, 24, 3), seed: int = 0) -> Path:
     path = folder / name
     Image.fromarray(np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)).save(path)
@@ -318,10 +327,11 @@ def test_big_kernel_is_refused_with_little_memory(tmp_path):
         "import resource, sys\n"
         "from edge_runtime.classic import load_kernel\n"
         "from edge_runtime.errors import KernelError\n"
-        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "base = _hwm_mib()\n"
         "try:\n    load_kernel(sys.argv[1])\nexcept KernelError as e:\n    print('refused', e)\n"
-        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) // 1024)\n"
+        "print(_hwm_mib() - base)\n"
     )
+    code = HWM + code
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, cwd=REPO, timeout=60)
     lines = out.stdout.splitlines()
     assert lines[0].startswith("refused") and "larger than" in lines[0], out
@@ -406,8 +416,9 @@ def test_model_header_and_size_are_checked_before_reading(tmp_path):
         "import resource, sys\n"
         "from edge_runtime import load_model, ModelError\n"
         "try:\n    load_model(sys.argv[1])\nexcept ModelError as e:\n    print(e)\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
+        "print(_hwm_mib())\n"
     )
+    code = HWM + code
     out = subprocess.run([sys.executable, "-c", code, str(fake)], capture_output=True, text=True, cwd=REPO, timeout=60)
     lines = out.stdout.splitlines()
     assert "not a TFLite model" in lines[0], out
