@@ -114,6 +114,9 @@ class RestorationModel:
         self.tile_size = backend.tile_size
         self.overlap = self.contract.overlap if overlap is None else int(overlap)
         if not 0 <= self.overlap < self.tile_size / 2:
+            if overlap is not None:  # the caller's choice, not the model's: a usage error (exit 1)
+                raise UsageError(f"tile overlap (--tile-overlap) {self.overlap} must be in [0, {self.tile_size // 2}) "
+                                 f"for this model's tile size {self.tile_size}")
             raise ModelError(f"tile overlap {self.overlap} must be in [0, {self.tile_size // 2}) for tile size {self.tile_size}")
         self.stats = RunStats()
 
@@ -160,15 +163,19 @@ class RestorationModel:
         """
         arr = np.asarray(image)
         color, alpha, squeeze = _split(arr)
-        out = np.empty(color.shape, arr.dtype)
+        out = np.empty(color.shape, color.dtype)
         self.tiler(color.shape[0], color.shape[1], color.shape[2]).run(
             color, self.run_tile, out=out, progress=progress, run_pixels=self.pixel_runner)
         return _join(out, alpha, squeeze)
 
 
 def _split(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, bool]:
+    if arr.dtype.byteorder not in ("=", "|") and arr.dtype.kind in "uf":
+        arr = arr.astype(arr.dtype.newbyteorder("="))  # big-endian uint16 / float from a file
     if arr.dtype not in (np.uint8, np.uint16) and arr.dtype.kind != "f":
         raise TypeError(f"image dtype {arr.dtype} is not supported (uint8, uint16 or float in [0, 1])")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError("image has NaN or infinite values")
     if arr.ndim == 2:
         return arr[..., None], None, True
     if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):

@@ -22,6 +22,8 @@ import os
 import platform
 import sys
 import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -30,7 +32,7 @@ import numpy as np
 
 from .contract import METADATA_KEY, ContractError, ModelContract
 from .errors import DeviceError, ModelError
-from .onnx_validate import OnnxFormatError, UnsafeExternalData, check_external_data
+from .onnx_validate import OnnxFormatError, UnsafeExternalData, check_external_data, check_operators
 from .tflite_metadata import TFLITE_IDENTIFIER, FlatbufferError, read_contract
 from .tflite_validate import ModelSummary, validate_tflite
 from .tiling import pixels_to_unit
@@ -41,6 +43,58 @@ INSTALL_HINT = 'pip install "edge-restore[edge]"'
 DEVICES = ("cpu", "edgetpu")
 _EDGETPU_OP = b"edgetpu-custom-op"
 _SUPPORTED_DTYPES = (np.float32, np.int8, np.uint8)
+#: Largest model file read into memory (the shipped models are a few MB; ONNX weights kept as
+#: external data are not counted). Checked, with the file's identifier, before the bytes are read.
+MAX_MODEL_BYTES = 1 << 30
+#: Interpreter threads are capped at this many per CPU core (more only adds contention: 500
+#: ONNX threads on 2 cores took over 120 s for a tiny image); --threads above MAX_THREADS is refused.
+MAX_THREADS_PER_CORE = 4
+MAX_THREADS = 1024
+
+
+def effective_threads(threads: int | None) -> int:
+    """The interpreter thread count for a requested `threads` (None: all cores), capped per core."""
+    cores = os.cpu_count() or 1
+    if threads is None:
+        return cores
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 1 <= threads <= MAX_THREADS:
+        raise ModelError(f"threads must be an integer in [1, {MAX_THREADS}], got {threads!r:.40}")
+    cap = MAX_THREADS_PER_CORE * cores
+    if threads > cap:
+        log.warning("%d threads on %d CPU cores: using %d", threads, cores, cap)
+        return cap
+    return int(threads)
+
+
+def run_interruptible(run: Callable[[], Any], cancel: Callable[[], None], poll: float = 0.05) -> Any:
+    """run() in a worker thread while the main thread waits, so signal handlers still run.
+
+    A native call (onnxruntime's session.run) holds the main thread outside the interpreter:
+    SIGINT / SIGTERM handlers would wait for it to return, forever for a model that never ends.
+    If the wait is interrupted (KeyboardInterrupt, or the CLI's Interrupted on a second signal),
+    cancel() asks the native call to stop and the exception propagates at once.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return run()  # signals are delivered to the main thread only: nothing to keep responsive
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["result"] = run()
+        except BaseException as exc:  # handed to the waiting thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=work, name="edge-restore-tile", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(poll)
+    except BaseException:
+        cancel()
+        raise
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
 
 
 def edgetpu_library() -> str:
@@ -143,7 +197,7 @@ class TFLiteBackend(Backend):
     ) -> None:
         super().__init__(path, contract)
         mod = tflite_interpreter_module()
-        self.threads = int(threads) if threads else (os.cpu_count() or 1)
+        self.threads = effective_threads(threads)
         self.device = "edgetpu" if delegate is not None else "cpu"
         self.kind = "tflite-edgetpu" if delegate is not None else "tflite"
         delegates = [delegate] if delegate is not None else None
@@ -248,6 +302,7 @@ class TFLiteBackend(Backend):
         except (RuntimeError, ValueError) as exc:  # a model that loads but cannot run is a bad model
             raise self._run_failed(exc) from None
         if self.out_dtype.kind == "f":
+            check_finite(self.path, result)
             np.clip(result, 0.0, 1.0, out=self._out_buf)
         else:
             dequantize(result, self.out_scale, self.out_zero, self._out_buf)
@@ -312,12 +367,18 @@ class OnnxBackend(Backend):
         except OnnxFormatError as exc:
             raise ModelError(f"{path.name} is not a loadable ONNX model (malformed protobuf: {exc})") from None
         try:
+            check_operators(data)
+        except OnnxFormatError as exc:
+            raise ModelError(f"{path.name}: refused before loading: {exc}") from None
+        try:
             import onnxruntime as ort  # type: ignore[import-not-found]  # optional, lazily
         except ImportError:
             raise ModelError(f"{path.name} is an ONNX model but onnxruntime is not installed (pip install onnxruntime)") from None
+        ort.set_default_logger_severity(4)  # its own (coloured) log lines: errors come back as exceptions
         options = ort.SessionOptions()
-        options.intra_op_num_threads = int(threads) if threads else (os.cpu_count() or 1)
-        options.log_severity_level = 3
+        options.intra_op_num_threads = effective_threads(threads)
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 4
         if external:  # the bytes are loaded from memory: tell onnxruntime where their folder is
             options.add_session_config_entry(
                 "session.model_external_initializers_file_folder_path", os.path.realpath(path.parent)
@@ -353,9 +414,32 @@ class OnnxBackend(Backend):
             raise ModelError(f"{path.name}: ONNX input shape {shape} mixes static and dynamic sides")
         else:
             self.dynamic = True
+        out = outputs[0]
+        if out.type != "tensor(float)":
+            raise ModelError(f"{path.name}: ONNX output type {out.type} is not supported (float32 NCHW expected)")
         self._in_name = inp.name
         self._in_buf = np.zeros((1, c, t, t), np.float32)
         self._out_buf = np.zeros((1, t, t, c), np.float32)
+        self._run_options = ort.RunOptions()
+        self._run_options.log_severity_level = 4
+        # One probe tile at load: a model whose output is not [1, C, T, T] float32 (whatever it
+        # declares) is a bad model (78), not a bad image for every input.
+        probe = self._session_run(self._in_buf)
+        if probe.shape != (1, c, t, t) or probe.dtype != np.float32:
+            raise ModelError(f"{path.name}: ONNX output shape {list(probe.shape)} {probe.dtype} does not match the "
+                             f"contract (expected [1, {c}, {t}, {t}] float32 NCHW)")
+
+    def _session_run(self, nchw: np.ndarray) -> np.ndarray:
+        """session.run of one input, interruptible by signals (see run_interruptible); ModelError if it fails."""
+        self._run_options.terminate = False
+        try:
+            (result,) = run_interruptible(lambda: self.session.run(None, {self._in_name: nchw}, self._run_options),
+                                          lambda: setattr(self._run_options, "terminate", True))
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ModelError(f"{self.path.name}: onnxruntime failed to run the model ({_first_line(exc)})") from None
+        return result
 
     def run(self, tile: np.ndarray) -> np.ndarray:
         if tile.shape == self._out_buf.shape:
@@ -365,12 +449,19 @@ class OnnxBackend(Backend):
             nchw, out = np.ascontiguousarray(tile.transpose(0, 3, 1, 2), np.float32), None
         else:
             raise ValueError(f"tile shape {tile.shape} != {self._out_buf.shape}")
-        (result,) = self.session.run(None, {self._in_name: nchw})
+        result = self._session_run(nchw)
+        check_finite(self.path, result)
         result = result.transpose(0, 2, 3, 1)
         if out is None:
             return np.clip(result, 0.0, 1.0)
         np.clip(result, 0.0, 1.0, out=out)
         return out
+
+
+def check_finite(path: Path, values: np.ndarray) -> None:
+    """ModelError if a float model output has NaN or infinite values (clipping would hide them as black)."""
+    if not np.isfinite(values).all():
+        raise ModelError(f"{path.name}: the model produced NaN or infinite values")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -379,13 +470,23 @@ def _first_line(exc: BaseException) -> str:
 
 
 def read_model_bytes(path: str | os.PathLike) -> tuple[Path, bytes]:
+    """A model file's bytes, after its identifier and size are checked from the open file.
+
+    Nothing is read whole before it is known to be a TFLite/ONNX file of at most MAX_MODEL_BYTES.
+    """
     p = Path(path)
     if not p.exists():
         raise ModelError(f"model not found: {p}")
     if not p.is_file():
         raise ModelError(f"model is not a file: {p}")
     try:
-        return p, p.read_bytes()
+        with open(p, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            model_kind(p, fh.read(8))  # 'not a TFLite model' before any large read
+            if size > MAX_MODEL_BYTES:
+                raise ModelError(f"{p.name} is {size:,} bytes, larger than the {MAX_MODEL_BYTES:,} a model may be")
+            fh.seek(0)
+            return p, fh.read(MAX_MODEL_BYTES + 1)
     except OSError as exc:
         raise ModelError(f"cannot read model {p}: {exc.strerror or exc}") from None
 

@@ -74,6 +74,11 @@ NLM_OPENCV_H_FACTOR = 0.85
 NLM_OPENCV_LAB_H_FACTOR = 0.6
 #: File types :func:`load_kernel` reads.
 KERNEL_SUFFIXES = (".npy", ".png")
+#: Largest blur kernel side accepted (real motion / defocus kernels are tens of pixels); checked
+#: from the file's header before any element is read (a 9000x9000 kernel used 1.4 GB first).
+MAX_KERNEL_SIDE = 1024
+#: Longest .npy header read (numpy's own default limit).
+MAX_NPY_HEADER = 10_000
 #: median(|x|) / MAD_TO_STD is the std of zero-mean Gaussian samples x (0.6745 = Phi^-1(3/4)).
 MAD_TO_STD = 0.6745
 
@@ -94,20 +99,73 @@ def load_kernel(path: str | os.PathLike) -> np.ndarray:
     suffix = p.suffix.lower()
     if suffix not in KERNEL_SUFFIXES:
         raise KernelError(f"{p}: a blur kernel must be a .npy or .png file")
-    if not p.is_file():
+    if not p.exists() and not p.is_symlink():
         raise MissingInputError(f"{p}: kernel file not found")
-    try:
-        if suffix == ".npy":
-            raw = np.load(p, allow_pickle=False)  # never unpickle a file given on a command line
-        else:
-            from PIL import Image
-
-            with Image.open(p) as im:
-                raw = im.convert("F")  # any PNG mode (8/16-bit, RGB) to one float channel
-        k = np.asarray(raw, dtype=np.float64)
-    except (OSError, ValueError, TypeError, EOFError) as exc:
-        raise KernelError(f"{p}: unreadable blur kernel ({exc})") from exc
+    if suffix == ".npy":
+        k = _load_npy_kernel(p)
+    else:
+        k = _load_image_kernel(p)
     return check_kernel(k, str(p))
+
+
+def _load_image_kernel(p: Path) -> np.ndarray:
+    """A kernel image through the same gates as every input image (imageio.read_image: regular
+    files only, the format allow-list, the bomb check from the header), capped at MAX_KERNEL_SIDE."""
+    from .errors import InputImageError
+    from .imageio import read_image
+
+    try:
+        picture = read_image(p, max_pixels=MAX_KERNEL_SIDE * MAX_KERNEL_SIDE)
+    except (InputImageError, MissingInputError) as exc:
+        reason = str(exc).removeprefix(f"{p}: ")
+        raise KernelError(f"{p}: unreadable blur kernel ({reason})") from None
+    _check_kernel_shape(p, (picture.height, picture.width))
+    color = picture.color.astype(np.float64)
+    if color.shape[2] == 3:  # luminance, with the weights Pillow's convert("F") used
+        return color @ np.array([0.299, 0.587, 0.114])
+    return color[..., 0]
+
+
+def _check_kernel_shape(p: Path, shape: tuple[int, ...]) -> None:
+    if any(int(side) > MAX_KERNEL_SIDE for side in shape):
+        raise KernelError(f"{p}: blur kernel {'x'.join(map(str, shape))} is larger than {MAX_KERNEL_SIDE} "
+                          f"pixels on a side")
+
+
+def _load_npy_kernel(p: Path) -> np.ndarray:
+    """A .npy kernel: header read and checked (dtype real numbers, shape bounded) before the data;
+    a pickled (object) array is never unpickled."""
+    from .imageio import _open_regular
+
+    try:
+        fh = _open_regular(p)
+    except MissingInputError as exc:
+        raise KernelError(f"unreadable blur kernel: {exc}") from None
+    with fh:
+        try:
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh, max_header_size=MAX_NPY_HEADER)
+            elif version in ((2, 0), (3, 0)):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh, max_header_size=MAX_NPY_HEADER)
+            else:
+                raise ValueError(f"unsupported .npy version {version}")
+        except MemoryError:
+            raise
+        except Exception as exc:  # numpy parses the header as a Python literal: any type (TokenError, ...)
+            raise KernelError(f"{p}: unreadable blur kernel ({' '.join(str(exc).split())[:160]})") from None
+        if dtype.hasobject or dtype.kind not in "biuf" or dtype.fields is not None:
+            raise KernelError(f"{p}: unreadable blur kernel (dtype {dtype} is not supported: real numbers only)")
+        _check_kernel_shape(p, shape)
+        count = int(np.prod(shape, dtype=np.int64))
+        try:
+            data = np.fromfile(fh, dtype=dtype, count=count)
+        except (OSError, ValueError) as exc:
+            raise KernelError(f"{p}: unreadable blur kernel ({exc})") from None
+        if data.size != count:
+            raise KernelError(f"{p}: unreadable blur kernel (file is truncated: {data.size} of {count} values)")
+    k = data.reshape(shape, order="F" if fortran else "C")
+    return np.asarray(k, dtype=np.float64)
 
 
 def check_kernel(kernel: np.ndarray, name: str = "blur kernel") -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import fnmatch
 import glob
 import json
 import logging
@@ -34,6 +35,7 @@ from .imageio import (
     DEFAULT_QUALITY,
     FORMATS,
     INPUT_EXTENSIONS,
+    NAME_MAX,
     Picture,
     atomic_write,
     output_format,
@@ -47,6 +49,8 @@ PROG = "edge-restore"
 OUTPUT_SUFFIX = "_restored"
 COMPARE_SUFFIX = "_compare"
 _GLOB_CHARS = set("*?[")
+#: --json - : the manifest goes to stdout (and the per-file lines to stderr).
+STDOUT = Path("-")
 log = logging.getLogger("edge_runtime")
 
 DESCRIPTION = """\
@@ -130,6 +134,16 @@ def int_at_least(minimum: int):
 
 _positive_int = int_at_least(1)
 _non_negative_int = int_at_least(0)
+
+
+def _threads(text: str) -> int:
+    """argparse type: a thread count in [1, MAX_THREADS] (above 4 per core it is capped, with a warning)."""
+    from .backends import MAX_THREADS
+
+    value = _positive_int(text)
+    if value > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at most {MAX_THREADS}")
+    return value
 
 
 def _noise_sigma(text: str) -> float:
@@ -243,13 +257,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS, metavar="N",
         help=f"refuse images with more pixels than this, checked before decoding (decompression bombs; default {DEFAULT_MAX_PIXELS:,})",
     )
-    p.add_argument("--threads", type=_positive_int, default=None, metavar="N", help="interpreter (or, with --classic nlm / nlm-lab, OpenCV) threads (default: all CPU cores)")
+    p.add_argument("--threads", type=_threads, default=None, metavar="N", help="interpreter (or, with --classic nlm / nlm-lab, OpenCV) threads (default: all CPU cores)")
     p.add_argument("--tile-overlap", type=_non_negative_int, default=None, metavar="N", help="overlap between tiles in pixels (default: the model contract's)")
     p.add_argument("--device", choices=DEVICES, default="cpu", help="cpu (default) or edgetpu (Coral, via libedgetpu)")
     p.add_argument("--cpu-fallback", action="store_true", help="with --device edgetpu: run on the CPU, with a warning, when no Edge TPU is found (default: fail)")
     p.add_argument("--compare", action="store_true", help=f"also write a side-by-side before/after image <stem>{COMPARE_SUFFIX}<ext>")
     p.add_argument("--benchmark", action="store_true", help="report latency per tile, megapixels/s and peak memory")
-    p.add_argument("--json", metavar="PATH", help="write a JSON manifest: per file input, output, status, error, seconds")
+    p.add_argument("--json", metavar="PATH", help="write a JSON manifest: per file input, output, status, error, seconds ('-': to stdout)")
     p.add_argument("--list-models", action="store_true", help="list the *.tflite models found by short name (task, size, INT8 PSNR from the model card, path), then exit")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no per-file output lines")
     return p
@@ -333,6 +347,46 @@ def _image_files(paths, include_hidden: bool = False) -> list[Path]:
     return sorted(out)
 
 
+def _match_parts(parts: tuple[str, ...], pats: tuple[str, ...]) -> bool:
+    """Whether path components match glob components ('**' = any number of folders)."""
+    if not pats:
+        return not parts
+    if pats[0] == "**":
+        return any(_match_parts(parts[i:], pats[1:]) for i in range(len(parts) + 1))
+    return bool(parts) and fnmatch.fnmatchcase(parts[0], pats[0]) and _match_parts(parts[1:], pats[1:])
+
+
+def _walk_glob(pattern: str) -> list[Path]:
+    """A '**' glob, walked with cycle detection: each folder (device, inode) is entered once.
+
+    glob.glob(recursive=True) follows symbolic links to folders with no such check, so a link
+    cycle (a/b/up -> a) made it descend until the path got too long, exponentially with several
+    links (issue 18: it hung).
+    """
+    parts = Path(pattern).parts
+    split = next((i for i, part in enumerate(parts) if _GLOB_CHARS & set(part)), len(parts))
+    root = Path(*parts[:split]) if split else Path(".")
+    pats = tuple(parts[split:])
+    seen: set[tuple[int, int]] = set()
+    found = []
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        try:
+            st = os.stat(folder)
+        except OSError:
+            dirs[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        rel = Path(folder).relative_to(root).parts
+        dirs.sort()
+        for name in sorted(files):
+            if _match_parts(rel + (name,), pats):
+                found.append(Path(folder) / name)
+    return found
+
+
 def expand_inputs(args_inputs: list[str], recursive: bool) -> list[tuple[Path, Path | None]]:
     """(file, root) pairs: root is the directory argument a file came from (for mirroring), else None.
 
@@ -350,7 +404,7 @@ def expand_inputs(args_inputs: list[str], recursive: bool) -> list[tuple[Path, P
         elif path.exists() or not (_GLOB_CHARS & set(arg)):
             found.append((path, None))
         else:
-            matches = [Path(m) for m in sorted(glob.glob(arg, recursive=recursive))]
+            matches = _walk_glob(arg) if recursive and "**" in arg else [Path(m) for m in sorted(glob.glob(arg))]
             files = _image_files(matches)
             found.extend((f, None) for f in files) if files else found.append((path, None))
     seen: set[Path] = set()
@@ -383,9 +437,10 @@ def plan_outputs(
     out_file: Path | None = None
     if output is not None:
         out_path = Path(output)
-        as_dir = batch or out_path.is_dir() or output.endswith(("/", os.sep)) or len(inputs) > 1
+        # os.path's checks: Path.is_dir() raises for a name too long (that is reported, 73, later)
+        as_dir = batch or os.path.isdir(out_path) or output.endswith(("/", os.sep)) or len(inputs) > 1
         if as_dir:
-            if out_path.exists() and not out_path.is_dir():
+            if os.path.exists(out_path) and not os.path.isdir(out_path):
                 return [], f"-o {output} is a file, but several inputs need an output directory"
             out_dir = out_path
         else:
@@ -473,25 +528,80 @@ def preflight_outputs(jobs: list[Job], manifest: Path | None) -> None:
         return verdict[folder]
 
     if manifest is not None:
-        why = check(manifest.parent)
+        why = check(manifest.parent) or _name_too_long(manifest)
         if why:
             raise OutputWriteError(f"cannot write manifest {manifest}: {why}")
     for job in jobs:
         if job.status != "pending":
             continue
         for dst in (job.output, job.compare):
-            if dst is not None and (why := check(dst.parent)):
+            if dst is None:
+                continue
+            if why := _name_too_long(dst):
+                _fail(job, OutputWriteError(f"cannot write {dst}: {why}"))
+                break
+            if why := check(dst.parent):
                 _fail(job, OutputWriteError(f"cannot write {dst}: folder {dst.parent} is not writable ({why})"))
                 break
 
 
-def _stale_temp_pattern(target: Path) -> re.Pattern:
-    # atomic_write's temporary name: ".<name>.<8 random chars>.tmp" (tempfile.mkstemp)
-    return re.compile(r"\." + re.escape(target.name) + r"\.[A-Za-z0-9_]{8}\.tmp")
+def _name_too_long(path: Path) -> str | None:
+    """Why the file name cannot be created (longer than the folder's file system takes), or None."""
+    limit = NAME_MAX
+    try:
+        folder = path.parent
+        while not folder.exists() and folder.parent != folder:
+            folder = folder.parent
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        pass
+    size = len(os.fsencode(path.name))
+    return f"file name too long ({size} bytes; the file system takes {limit})" if size > limit else None
+
+
+def check_manifest_path(manifest: Path, jobs: list[Job]) -> None:
+    """The --json manifest obeys the rules of outputs: never an input or an output, never a
+    symbolic link, FIFO, device or folder (it is replaced atomically, which would turn any of
+    those into a regular file). OutputWriteError (73) before anything else is done."""
+    def refuse(why: str) -> OutputWriteError:
+        return OutputWriteError(f"cannot write manifest {manifest}: {why}")
+
+    if manifest.is_symlink():
+        raise refuse("it is a symbolic link")
+    if manifest.exists():
+        kind = _special_kind(manifest)
+        if kind is not None:
+            raise refuse(f"it is {kind}, not a regular file")
+    key = _resolve(manifest)
+    for job in jobs:
+        if _resolve(job.input) == key:
+            raise refuse(f"refusing to overwrite input {job.input}")
+        if any(d is not None and _resolve(d) == key for d in (job.output, job.compare)):
+            raise refuse("it is also an image output")
+
+
+# atomic_write's temporary name: ".<name, maybe shortened>.<owner pid>.<8 random chars>.tmp"
+_TEMP_NAME = re.compile(r"\.(?P<name>.+)\.(?P<pid>[0-9]+)\.[A-Za-z0-9_]{8}\.tmp")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # someone else's live process (or not checkable): not ours to clean
+    return True
 
 
 def remove_stale_temps(targets: list[Path]) -> int:
-    """Remove temporary files a killed run left beside these outputs; returns how many."""
+    """Remove temporary files a killed run left beside these outputs; returns how many.
+
+    Only files whose owner (the PID in the name) is dead: another run writing the same folder
+    keeps its temporary files (issue 18: a second CLI deleted the first one's file in progress).
+    """
     removed = 0
     by_folder: dict[Path, list[Path]] = {}
     for target in targets:
@@ -501,9 +611,11 @@ def remove_stale_temps(targets: list[Path]) -> int:
             entries = [e for e in os.scandir(folder) if e.name.endswith(".tmp") and e.name.startswith(".")]
         except OSError:
             continue
-        patterns = [_stale_temp_pattern(t) for t in names]
         for entry in entries:
-            if any(pat.fullmatch(entry.name) for pat in patterns) and entry.is_file(follow_symlinks=False):
+            match = _TEMP_NAME.fullmatch(entry.name)
+            if match is None or not any(t.name.startswith(match["name"]) for t in names):
+                continue
+            if not _pid_alive(int(match["pid"])) and entry.is_file(follow_symlinks=False):
                 try:
                     os.unlink(entry.path)
                     removed += 1
@@ -512,6 +624,44 @@ def remove_stale_temps(targets: list[Path]) -> int:
     if removed:
         log.warning("removed %d temporary file(s) left by an earlier run that was killed", removed)
     return removed
+
+
+class _Lines:
+    """Per-file lines on stdout (or stderr) that cannot abort a batch.
+
+    A path is written as its bytes (a file name that is not UTF-8 is printed as it is, whatever
+    PYTHONIOENCODING says). When the reader has gone (`| head -c1`: EPIPE) or the stream fails,
+    the stream is pointed at /dev/null and the batch goes on: the files and the manifest matter,
+    not the lines.
+    """
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+
+    def path(self, path: Path) -> bool:
+        return self._write(os.fsencode(path) + b"\n")
+
+    def text(self, text: str) -> bool:
+        return self._write(text.encode("utf-8", "surrogateescape"))
+
+    def _write(self, data: bytes) -> bool:
+        try:
+            self.stream.flush()
+            buffer = getattr(self.stream, "buffer", None)
+            if buffer is None:
+                self.stream.write(data.decode("utf-8", "replace"))
+            else:
+                buffer.write(data)
+            self.stream.flush()
+            return True
+        except (OSError, ValueError):
+            try:  # keep the interpreter's exit flush from failing (and exiting 120) too
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, self.stream.fileno())
+                os.close(devnull)
+            except (OSError, ValueError, AttributeError):
+                pass
+            return False
 
 
 class Interrupted(BaseException):
@@ -891,11 +1041,14 @@ def _main(argv: list[str] | None) -> int:
     if usage:
         parser.error(usage)
     check_outputs(jobs, args.overwrite, args.resume)
-    manifest_path = Path(args.json) if args.json else None
+    manifest_path = None if not args.json else STDOUT if args.json == "-" else Path(args.json)
+    file_manifest = manifest_path if manifest_path not in (None, STDOUT) else None
+    if file_manifest is not None:
+        check_manifest_path(file_manifest, jobs)
     # Cheap checks first: no model is loaded for a run that cannot write anything.
-    preflight_outputs(jobs, manifest_path)
+    preflight_outputs(jobs, file_manifest)
     remove_stale_temps([d for j in jobs for d in (j.output, j.compare) if d is not None]
-                       + ([manifest_path] if manifest_path else []))
+                       + ([file_manifest] if file_manifest else []))
     if args.save_kernel is not None and len(jobs) > 1:
         parser.error("--save-kernel writes one kernel: give one input")
     classic = prepare_classic(args) if args.classic else None  # as cheap as the checks above: before any image
@@ -965,10 +1118,17 @@ def _run_jobs(
 ) -> int:
     pending = [j for j in jobs if j.status == "pending"]
     model = None
-    if pending and classic is None:
-        model = load_model(args.model, threads=args.threads, device=args.device, cpu_fallback=args.cpu_fallback,
-                           overlap=args.tile_overlap, strength=1.0 if args.strength is None else args.strength)
-    stop.check()
+    try:
+        if pending and classic is None:
+            model = load_model(args.model, threads=args.threads, device=args.device, cpu_fallback=args.cpu_fallback,
+                               overlap=args.tile_overlap, strength=1.0 if args.strength is None else args.strength)
+        stop.check()
+    except Interrupted as exc:  # the manifest is promised whenever a run is interrupted: every file pending
+        stop.finishing = True
+        if manifest_path is not None:
+            _write_manifest(manifest_path, args.model, None, jobs, 0.0, None, exc, classic, pnp, args.strength)
+        raise
+    out = _Lines(sys.stderr if manifest_path == STDOUT else sys.stdout)
 
     show = not args.quiet
     bar = ProgressBar(len(jobs), enabled=None if (show and len(jobs) > 1) else False)
@@ -989,9 +1149,9 @@ def _run_jobs(
                 print(f"{PROG}: {job.input}: estimated noise sigma {job.noise_sigma:.2f} (0-255 scale; "
                       "set it with --noise-sigma)", file=sys.stderr)
             if show and not bar.enabled:
-                print(job.output)
+                out.path(job.output)
                 if job.compare is not None:
-                    print(job.compare)
+                    out.path(job.compare)
         bar.update(index + 1, job.input.name)
 
     def written(job: Job, error: BaseException | None) -> None:
@@ -1166,6 +1326,8 @@ def _write_manifest(
         "benchmark": bench,
     }
     text = json.dumps(manifest, indent=2, default=str) + "\n"
+    if path == STDOUT:
+        return _Lines(sys.stdout).text(text)
     try:
         atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
     except OutputWriteError as exc:

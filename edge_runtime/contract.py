@@ -33,6 +33,11 @@ DEFAULT_OVERLAP = 16
 PIXEL_MAX = 255.0
 
 TASKS = ("denoise", "deblur", "both")
+#: Bounds on what a model file may make the runtime parse and allocate (a contract is ~300 bytes;
+#: the tiler allocates a handful of T x T x C float buffers and a T-row band, so T is capped).
+MAX_CONTRACT_BYTES = 64 * 1024
+MAX_CONTRACT_DEPTH = 16
+MAX_TILE = 1024
 
 
 class ContractError(ValueError):
@@ -90,6 +95,8 @@ class ModelContract:
             raise ContractError(f"task must be one of {TASKS}, got {self.task!r}")
         if self.channels not in (1, 3):
             raise ContractError(f"channels must be 1 or 3, got {self.channels}")
+        if not 1 <= self.tile_size <= MAX_TILE:
+            raise ContractError(f"tile_size {self.tile_size} must be in [1, {MAX_TILE}]")
         if self.size_multiple < 1 or self.tile_size < 1 or self.tile_size % self.size_multiple:
             raise ContractError(
                 f"tile_size {self.tile_size} must be a positive multiple of size_multiple {self.size_multiple}"
@@ -113,11 +120,19 @@ class ModelContract:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "ModelContract":
-        """Parse and validate a contract; unknown keys are ignored so newer writers stay readable."""
+        """Parse and validate a contract; unknown keys are ignored so newer writers stay readable.
+
+        Size and nesting are bounded before parsing: the text comes from a model file.
+        """
+        if len(text) > MAX_CONTRACT_BYTES:
+            raise ContractError(f"model contract is {len(text):,} bytes, more than the {MAX_CONTRACT_BYTES:,} allowed")
+        depth = json_depth(text)
+        if depth > MAX_CONTRACT_DEPTH:
+            raise ContractError(f"model contract is nested {depth} levels deep (at most {MAX_CONTRACT_DEPTH})")
         try:
             data = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ContractError(f"model contract is not valid JSON: {exc}") from None
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            raise ContractError(f"model contract is not valid JSON: {str(exc)[:200]}") from None
         if not isinstance(data, dict):
             raise ContractError("model contract must be a JSON object")
         known = {f.name for f in fields(cls)}
@@ -130,3 +145,26 @@ class ModelContract:
             return cls(**kwargs)
         except TypeError as exc:
             raise ContractError(f"model contract has a field of the wrong type: {exc}") from None
+
+
+def json_depth(text: str | bytes) -> int:
+    """The deepest nesting of [ and { in JSON text (brackets inside strings not counted), without parsing it."""
+    data = text.encode("utf-8", "replace") if isinstance(text, str) else bytes(text)
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in data:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest

@@ -355,6 +355,106 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
                     raise _unexpected(p, exc) from None
 
 
+#: Bytes put before a JPEG's final EOI marker to see whether the decoder still needs data.
+_JPEG_PROBE_PAD = b"\x55" * 512
+
+
+def _jpeg_digest(data: bytes, full: bool) -> bytes:
+    """A digest of the decoded JPEG: at 1/8 scale (DC only, but every coefficient is still
+    entropy-decoded), or at full scale (a progressive file's AC scans), hashed a band at a time."""
+    import hashlib
+
+    with Image.open(io.BytesIO(data), formats=("JPEG",)) as im:
+        if not full:
+            im.draft(im.mode, (max(1, im.width // 8), max(1, im.height // 8)))
+        im.load()
+        digest = hashlib.sha256()
+        w, h = im.size
+        step = max(1, _BAND_BYTES // (4 * w))
+        for y in range(0, h, step):
+            digest.update(im.crop((0, y, w, min(h, y + step))).tobytes())
+        return digest.digest()
+
+
+def _progressive_scans_missing(data: bytes) -> str | None:
+    """For a progressive JPEG, what its scans leave out (coefficients never brought to full
+    precision); None when complete or not progressive. Only marker segments are parsed.
+
+    The 1/8-scale probe sees DC only: a progressive file cut in its AC scans needs this.
+    """
+    pos, components, progressive = 2, [], False
+    final: dict[int, set[int]] = {}
+    end = len(data)
+    while pos + 4 <= end:
+        if data[pos] != 0xFF:
+            return None  # not a marker where one must be: leave it to the decoder
+        marker = data[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            pos += 2
+            continue
+        if marker == 0xD9:
+            break
+        length = struct.unpack(">H", data[pos + 2 : pos + 4])[0]
+        body = data[pos + 4 : pos + 2 + length]
+        if marker in (0xC2, 0xC6, 0xCA, 0xCE) and len(body) >= 6:
+            progressive = True
+            components = [body[6 + 3 * i] for i in range(body[5]) if 6 + 3 * i < len(body)]
+        pos += 2 + length
+        if marker == 0xDA:  # SOS: its header, then entropy-coded data up to the next real marker
+            if len(body) >= 1 and len(body) >= 1 + 2 * body[0] + 3:
+                ns = body[0]
+                ss, se, al = body[1 + 2 * ns], body[2 + 2 * ns], body[3 + 2 * ns] & 0x0F
+                if al == 0:
+                    for i in range(ns):
+                        final.setdefault(body[1 + 2 * i], set()).update(range(ss, min(se, 63) + 1))
+            while pos + 1 < end and not (data[pos] == 0xFF and data[pos + 1] not in (0x00, 0xFF)
+                                          and not 0xD0 <= data[pos + 1] <= 0xD7):
+                pos += 1
+    if not progressive:
+        return None
+    for comp in components:
+        done = final.get(comp, set())
+        if len(done) < 64:
+            return f"component {comp} has {64 - len(done)} of 64 coefficients missing or not refined"
+    return None
+
+
+def _is_progressive(data: bytes) -> bool:
+    return any(data.find(marker, 2, 1 << 20) >= 0 for marker in (b"\xff\xc2", b"\xff\xc6", b"\xff\xca", b"\xff\xce"))
+
+
+def _check_jpeg_complete(p: Path, fh: BinaryIO) -> None:
+    """InputImageError if a JPEG that ends in an EOI marker lacks image data before it.
+
+    libjpeg treats a marker met inside the entropy-coded data as "premature end of data", fills
+    the rest of the image with grey and only warns, which Pillow does not surface: a truncated
+    file with EOI appended (or a 681-byte file claiming 7000x7000) decoded "fine". The file is
+    decoded a second time at 1/8 scale with filler bytes before its EOI: a complete scan never
+    reads them, a truncated one decodes them and comes out different.
+    """
+    data = _whole_file(fh)
+    fh.seek(0)
+    if not data.endswith(b"\xff\xd9"):
+        return  # no EOI: Pillow itself reports the truncation
+    missing = _progressive_scans_missing(data)
+    if missing:
+        raise InputImageError(f"{p}: cannot decode image (progressive JPEG is truncated: {missing})")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            # a progressive file's last scan is an AC refinement, which the 1/8 scale does not see:
+            # compared at full scale (two more decodes, one at a time: no more memory than the read)
+            full = _is_progressive(data)
+            same = _jpeg_digest(data, full) == _jpeg_digest(data[:-2] + _JPEG_PROBE_PAD + data[-2:], full)
+        except _DECODE_ERRORS as exc:
+            raise _decode_error(p, exc) from None
+    if not same:
+        raise InputImageError(f"{p}: cannot decode image (JPEG image data is truncated: the file ends before its last scan)")
+
+
 def _whole_file(fh: BinaryIO) -> bytes:
     fh.seek(0)
     return fh.read()
@@ -366,9 +466,16 @@ def _decode(p: Path, im: Image.Image, head: bytes, fh: BinaryIO) -> Picture:
     if frames > 1:
         log.warning("%s has %d frames; only the first frame is restored", p, frames)
         im.seek(0)
+    if fmt in ("JPEG", "MPO"):
+        _check_jpeg_complete(p, fh)
+    pending_tiles = bool(im.tile)
     try:
         exif = im.getexif()
-    except Exception:  # a broken EXIF block must not lose the photo
+    except Exception as exc:  # a broken EXIF block must not lose the photo...
+        if pending_tiles and not im.tile:
+            # ...but reading it decoded the pixels (PNG keeps eXIf after IDAT) and that failed:
+            # the image data is corrupt, and a second load() would return the partial pixels.
+            raise _decode_error(p, exc) from None
         log.warning("%s: EXIF is unreadable and is not copied", p)
         exif = Image.Exif()
     orientation = _orientation(p, exif)
@@ -381,16 +488,20 @@ def _decode(p: Path, im: Image.Image, head: bytes, fh: BinaryIO) -> Picture:
     dpi = im.info.get("dpi")
     alpha_from_color = False
     mode = im.mode
-    if fmt == "PNG" and png16.needs_png16(head) and png16.png_header(head)[4]:
-        log.warning("%s: interlaced 16-bit colour PNGs are read at 8 bits (Pillow)", p)
-    if fmt == "PNG" and png16.needs_png16(head) and not png16.png_header(head)[4]:
-        pixels, info = png16.decode(_whole_file(fh))
+    if fmt == "PNG" and png16.needs_png16(head):
+        if "transparency" in im.info:
+            log.warning("%s: the tRNS transparency colour of a 16-bit PNG is not kept", p)
+        fh.seek(0)
+        pixels, info = png16.decode(fh)
         icc = info.get("icc_profile", icc)
         alpha_from_color = pixels.shape[2] in (2, 4)
     elif fmt == "TIFF" and tiff16.is_rgb16(im.tag_v2) and _tiff16_ok(p, im):
         pixels = tiff16.decode(_whole_file(fh), im.tag_v2, im.tag_v2._endian)
         alpha_from_color = pixels.shape[2] == 4
     elif mode.startswith("I;16") or mode == "I":
+        if mode.endswith("S") or (fmt == "TIFF" and 2 in _as_tuple(im.tag_v2.get(339, 1))):
+            bits = max(_as_tuple(im.tag_v2.get(258, 16))) if fmt == "TIFF" else 16
+            raise InputImageError(f"{p}: signed {bits}-bit integer images are not supported")
         arr = np.asarray(im)
         if mode == "I" and (arr.min(initial=0) < 0 or arr.max(initial=0) > 65535):
             raise InputImageError(f"{p}: 32-bit integer images are not supported")
@@ -480,8 +591,14 @@ def _tiff16_ok(p: Path, im: Image.Image) -> bool:
     return supported
 
 
+def _as_tuple(value) -> tuple:
+    return value if isinstance(value, tuple) else (value,)
+
+
 def _target_mode(im: Image.Image) -> str:
     mode = im.mode
+    if mode in ("L", "RGB") and "transparency" in im.info:
+        return mode[0] + "A" if mode == "L" else "RGBA"  # a tRNS colour key becomes alpha (not dropped)
     if mode in ("L", "RGB", "RGBA", "LA"):
         return mode
     if mode in ("P", "PA"):
@@ -509,14 +626,32 @@ def output_format(path: str | os.PathLike) -> str:
     return FORMATS[ext]
 
 
+#: Longest file name most file systems take (ext4, XFS, APFS, NTFS: 255 bytes).
+NAME_MAX = 255
+
+
+def temp_prefix(target: Path) -> str:
+    """The temporary-file prefix for `target`: ".<name>.<pid>." (the name shortened so that the
+    whole temporary name, with mkstemp's 8 random characters and ".tmp", fits in NAME_MAX bytes).
+
+    The PID says whose file it is: a later run removes only files whose owner is dead.
+    """
+    tail = f".{os.getpid()}."
+    room = NAME_MAX - len(tail) - 1 - 8 - len(".tmp")
+    name = os.fsencode(target.name)[:room].decode("utf-8", "ignore") if len(os.fsencode(target.name)) > room else target.name
+    while len(os.fsencode(name)) > room:  # surrogate-escaped bytes: shorten by characters
+        name = name[:-1]
+    return f".{name}{tail}"
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
     """Call write(file) on a temporary file beside `path`, then os.replace() it into place.
 
-    The temporary file is removed on any failure; OSErrors become OutputWriteError.
+    The temporary file (see temp_prefix) is removed on any failure; OSErrors become OutputWriteError.
     """
     target = Path(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(target), suffix=".tmp", dir=target.parent)
     except OSError as exc:
         raise OutputWriteError(f"cannot write {target}: {exc.strerror or exc}") from None
     try:
@@ -620,7 +755,7 @@ def save_image(
     sixteen = color.dtype == np.uint16
     if sixteen and fmt == "PNG":
         planes = color if alpha is None else np.concatenate([color, alpha[..., None]], axis=2)
-        fh.write(png16.encode(planes, icc_profile=icc, exif=exif_bytes, level=png_level))
+        png16.write(fh, planes, icc_profile=icc, exif=exif_bytes, level=png_level)
         return
     if sixteen and fmt == "TIFF" and color.shape[2] == 3:
         planes = color if alpha is None else np.concatenate([color, alpha[..., None]], axis=2)

@@ -114,6 +114,48 @@ def external_locations(data: bytes) -> list[tuple[str, str]]:
     return found
 
 
+#: The ONNX operators the runtime runs: what export/ produces (export/onnx_to_tf.py's handlers and
+#: the float / QDQ graphs of models/), all in the default domain. A model is a program: anything
+#: else (Loop, If, Scan, custom domains, model-local functions) could run unbounded or unknown
+#: code, so it is refused before onnxruntime sees the bytes.
+ALLOWED_OPERATORS = frozenset({
+    "Add", "Clip", "Concat", "Constant", "Conv", "DequantizeLinear", "Div", "GlobalAveragePool", "HardSwish",
+    "Identity", "Mul", "QuantizeLinear", "ReduceMean", "Relu", "Resize", "Sub",
+})
+_GRAPH_NODE, _NODE_OP_TYPE, _NODE_DOMAIN, _MODEL_FUNCTIONS = 1, 4, 7, 25
+
+
+def check_operators(data: bytes) -> set[str]:
+    """Refuse (OnnxFormatError) a model whose graph uses an operator outside ALLOWED_OPERATORS.
+
+    Walks the main graph's nodes only: a node carrying a subgraph is itself not allowed, and
+    model-local functions are refused outright. Returns the operators used.
+    """
+    used: set[str] = set()
+    graph = None
+    for number, wire, value in _fields(data, 0, len(data)):
+        if number == _MODEL_FUNCTIONS and wire == 2:
+            raise OnnxFormatError("model-local functions are not allowed")
+        if number == 7 and wire == 2:
+            graph = value
+    if graph is None:
+        raise OnnxFormatError("model has no graph")
+    for number, wire, value in _fields(data, *graph):
+        if number != _GRAPH_NODE or wire != 2:
+            continue
+        op, domain = "", ""
+        for n, w, v in _fields(data, *value):
+            if w == 2 and n in (_NODE_OP_TYPE, _NODE_DOMAIN):
+                text = data[v[0] : v[1]].decode("utf-8", "replace")
+                op, domain = (text, domain) if n == _NODE_OP_TYPE else (op, text)
+        if domain not in ("", "ai.onnx") or op not in ALLOWED_OPERATORS:
+            where = f" in domain {domain[:40]!r}" if domain not in ("", "ai.onnx") else ""
+            raise OnnxFormatError(f"operator {op[:40]!r}{where} is not allowed (the runtime runs only the "
+                                  "operators the exporter produces)")
+        used.add(op)
+    return used
+
+
 def _entry(data: bytes, start: int, end: int) -> tuple[str, str]:
     key = val = ""
     for number, wire, value in _fields(data, start, end):

@@ -203,8 +203,12 @@ class Tiler:
         self.wy = axis_windows(self.ys, tile, overlap)
         self.wx = axis_windows(self.xs, tile, overlap)
         t, w, c = tile, width, image_channels
-        self._acc = np.zeros((t, w, c), np.float32)
-        self._wacc = np.zeros((t, w), np.float32)
+        # The band holds a tile's rows, or the image's when it is shorter: rows past a short
+        # image's end are reflections no one reads back (a 1 x 300000 panorama through a
+        # 256-pixel tile allocated 1.7 GB of T x W bands; issue 18).
+        self.band_rows = hb = min(t, height)
+        self._acc = np.zeros((hb, w, c), np.float32)
+        self._wacc = np.zeros((hb, w), np.float32)
         self._tile_in = np.zeros((1, t, t, model_channels), np.float32)
         # same channels: the float tile is the model's input buffer itself (no copy per tile)
         self._tile_f = self._tile_in[0] if c == model_channels else np.zeros((t, t, c), np.float32)
@@ -220,7 +224,7 @@ class Tiler:
         self.x_ones = exclusive_spans(self.xs, self.wx, width)
         self.blend_cols = uncovered_runs(width, [(x + a, x + b) for x, (a, b) in zip(self.xs, self.x_ones)])
         self._band_out: np.ndarray | None = None
-        self._row_copied = np.zeros(t, bool)  # band rows whose covered columns hold copied pixels
+        self._row_copied = np.zeros(hb, bool)  # band rows whose covered columns hold copied pixels
 
     @property
     def tiles(self) -> int:
@@ -304,12 +308,10 @@ class Tiler:
                 target[row : row + rows.shape[0]] = rows
 
         t = self.tile
+        hb = self.band_rows
         if self._raw is None or self._raw.dtype != image.dtype:
-            # a band buffer only where rows are reflected (images shorter than a tile)
-            gathered = any(s is None for s in self._row_slice)
-            self._band_in = np.empty((t, self.width, self.image_channels), image.dtype) if gathered else None
             self._raw = np.empty((1, t, t, self.image_channels), image.dtype)
-        band_in, raw = self._band_in, self._raw
+        raw = self._raw
         pixels = run_pixels is not None and image.dtype == np.uint8 and self.image_channels == self.model_channels
         acc, wacc = self._acc, self._wacc
         acc.fill(0.0)
@@ -319,19 +321,19 @@ class Tiler:
         done, total = 0, self.tiles
         for r, y0 in enumerate(self.ys):
             rows_in = self._row_slice[r]
-            if rows_in is None:
-                band = np.take(image, self.row_index[r], axis=0, out=band_in)
-            else:  # a view: this tile row reads all of it before any of its rows is written
-                band = image[rows_in]
+            # a view: this tile row reads all of it before any of its rows is written; reflected
+            # rows (an image shorter than a tile) are gathered tile by tile, never as a T x W band
+            band = image if rows_in is None else image[rows_in]
             for c, x0 in enumerate(self.xs):
                 cols_in = self._col_slice[c]
-                if pixels and cols_in is not None:  # the pixel tile function reads the image's own pixels
+                if pixels and cols_in is not None and rows_in is not None:  # the image's own pixels
                     result = run_pixels(band[None, :, cols_in])[0]
                 else:
-                    if cols_in is None:
-                        np.take(band, self.col_index[c], axis=1, out=raw[0])
+                    src = band[:, cols_in] if cols_in is not None else np.take(band, self.col_index[c], axis=1)
+                    if rows_in is None:
+                        np.take(src, self.row_index[r], axis=0, out=raw[0])
                     else:
-                        raw[0] = band[:, cols_in]
+                        raw[0] = src
                     if pixels:
                         result = run_pixels(raw)[0]
                     else:
@@ -341,13 +343,14 @@ class Tiler:
                         result = self._run_tile(run)
                 if copy_pixels is None:
                     copy_pixels = result.dtype == np.uint8 and np.dtype(out_dtype) == np.uint8
+                result = result[:hb]
                 inside = min(t, self.width - x0)  # tile columns inside the image
                 if copy_pixels:
                     self._place_pixels(result, r, c, inside)
                 else:
                     if result.dtype == np.uint8:  # pixels into a non-8-bit output: blend them all
-                        result = pixels_to_unit(result, self._res)
-                    self._blend(result[:, :inside], r, c, slice(0, t), slice(0, inside))
+                        result = pixels_to_unit(result, self._res[: result.shape[0]])
+                    self._blend(result[:, :inside], r, c, slice(0, hb), slice(0, inside))
                 done += 1
                 if progress is not None:
                     progress(done, total)
@@ -379,7 +382,7 @@ class Tiler:
     def _place_pixels(self, pixels: np.ndarray, r: int, c: int, width: int) -> None:
         """Copy a uint8 tile's interior (window 1) into the output band and blend its frame: where
         the window is 1 no other tile has weight, so the copy is the blended result, bit for bit."""
-        t, x0 = self.tile, self.xs[c]
+        t, x0 = self.band_rows, self.xs[c]
         if self._band_out is None:
             self._band_out = np.zeros((t, self.width, self.image_channels), np.uint8)
         ya, yb = self.y_ones[r]

@@ -50,7 +50,7 @@ import numpy as np
 from . import errors
 from .api import FrameStream, RestorationModel, load_model
 from .backends import DEVICES
-from .cli import OUTPUT_SUFFIX, COMPARE_SUFFIX, Job, restore_file
+from .cli import OUTPUT_SUFFIX, COMPARE_SUFFIX, Job, _threads, restore_file
 from .errors import EdgeRestoreError
 from .imageio import DEFAULT_MAX_PIXELS, DEFAULT_QUALITY, FORMATS, INPUT_EXTENSIONS
 
@@ -460,7 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", metavar="EXT", help="output format, e.g. png (default: the input's)")
     p.add_argument("--quality", type=int, default=DEFAULT_QUALITY, metavar="Q", help=f"JPEG/WebP quality (default {DEFAULT_QUALITY})")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N", help="refuse larger images")
-    p.add_argument("--threads", type=int, default=None, metavar="N", help="interpreter threads (default: all cores)")
+    p.add_argument("--threads", type=_threads, default=None, metavar="N", help="interpreter threads (default: all cores)")
     p.add_argument("--device", choices=DEVICES, default="cpu", help="cpu (default) or edgetpu")
     p.add_argument("--cpu-fallback", action="store_true", help="with --device edgetpu: use the CPU if no Edge TPU is found")
     p.add_argument("--once", action="store_true", help="process what is in the folder, then exit")

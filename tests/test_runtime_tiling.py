@@ -141,9 +141,9 @@ def test_overlap_zero_and_custom_overlap(float_model, reference):
 
 
 def test_invalid_overlap_rejected(float_model):
-    from edge_runtime import ModelError
+    from edge_runtime.errors import UsageError
 
-    with pytest.raises(ModelError, match="overlap"):
+    with pytest.raises(UsageError, match="overlap"):  # the caller's value, not the model's: exit 1 (issue 18)
         load_model(float_model, overlap=16)
     with pytest.raises(ValueError):
         Tiler(10, 10, 32, 20)

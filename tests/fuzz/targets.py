@@ -8,6 +8,7 @@ image   bytes of a (mutated) PNG/JPEG/TIFF/WebP/GIF/BMP file, written under an i
         Allowed: InputImageError, MissingInputError from reading. Once an image decodes, the
         rest of the pipeline must not raise at all.
 model   bytes of a (mutated) .tflite -> tflite_validate.validate_tflite + tflite_metadata.read_contract;
+        a (mutated) .npy blur kernel -> classic.load_kernel (KernelError, MissingInputError allowed);
         a (mutated) .onnx -> onnx_validate.external_locations + unsafe_location; or a mutated
         contract JSON -> ModelContract.from_json.
         Allowed: FlatbufferError, ContractError, OnnxFormatError. (These pure-python validators
@@ -44,7 +45,9 @@ from PIL import Image, ImageCms
 from edge_runtime import imageio, png16, tiff16
 from edge_runtime.contract import ContractError, ModelContract
 from edge_runtime.errors import InputImageError, MissingInputError
-from edge_runtime.onnx_validate import OnnxFormatError, external_locations, unsafe_location
+from edge_runtime.classic import load_kernel
+from edge_runtime.errors import KernelError
+from edge_runtime.onnx_validate import OnnxFormatError, check_operators, external_locations, unsafe_location
 from edge_runtime.tflite_metadata import FlatbufferError, read_contract
 from edge_runtime.tflite_validate import validate_tflite
 
@@ -130,7 +133,28 @@ def image_seeds() -> tuple[tuple[str, bytes], ...]:
     seeds += [("png", hostile.png_bomb(300, 300)), ("jpg", hostile.jpeg_bomb(300, 300)), ("tif", hostile.tiff_bomb(300, 300)),
               ("gif", hostile.gif_bomb(300, 300)), ("png", hostile.EPS)]
     seeds += [("jpg", hostile.jpeg_with_app1(payload)) for payload in hostile.MALFORMED_EXIF.values()]
+    # Issue 18: interlaced 16-bit PNG (png16's Adam7 path), JPEGs cut and closed with EOI (the
+    # truncation probe), a tRNS colour key.
+    seeds += [("png", _interlaced_png16(deep)), ("png", _interlaced_png16(rng.integers(0, 65536, (6, 5, 4), dtype=np.uint16)))]
+    for progressive in (False, True):
+        jpeg = _save(rgb, "JPEG", quality=90, progressive=progressive)
+        seeds.append(("jpg", jpeg[: len(jpeg) * 2 // 3] + b"\xff\xd9"))
+    seeds.append(("png", _save(rgb, "PNG", transparency=tuple(int(v) for v in rgb[0, 0]))))
     return tuple(seeds)
+
+
+def _interlaced_png16(pixels: np.ndarray) -> bytes:
+    """An Adam7 16-bit RGB / RGBA PNG, rows filtered with Sub."""
+    h, w, c = pixels.shape
+    raw = bytearray()
+    for x0, y0, dx, dy in png16._ADAM7:
+        for row in pixels[y0::dy, x0::dx]:
+            if row.size:
+                data = row.astype(">u2").view(np.uint8).reshape(-1)
+                raw += b"\x01" + np.concatenate([data[: 2 * c], data[2 * c :] - data[: -2 * c]]).tobytes()
+    header = struct.pack(">IIBBBBB", w, h, 16, {3: 2, 4: 6}[c], 0, 0, 1)
+    return png16.SIGNATURE + png16._chunk(b"IHDR", header) + png16._chunk(b"IDAT", zlib.compress(bytes(raw))) + \
+        png16._chunk(b"IEND", b"")
 
 
 @lru_cache(maxsize=1)
@@ -140,6 +164,14 @@ def model_seeds() -> tuple[tuple[str, bytes], ...]:
         seeds.append(("tflite", path.read_bytes()))
     for path in sorted(DATA.glob("*.onnx")) + sorted((DATA / "hostile").glob("*.onnx")):
         seeds.append(("onnx", path.read_bytes()))
+    for array, version in ((np.ones((5, 5)), None), (np.arange(12, dtype=np.uint8).reshape(3, 4), None),
+                           (np.asfortranarray(np.eye(3, dtype=np.float32)), None), (np.ones((1, 7, 1)), (2, 0))):
+        buf = io.BytesIO()  # blur kernels (--kernel .npy, issue 18): header parsed before the data
+        if version is None:
+            np.save(buf, array)
+        else:
+            np.lib.format.write_array(buf, array, version=version)
+        seeds.append(("npy", buf.getvalue()))
     return tuple(seeds)
 
 
@@ -263,6 +295,9 @@ def contract_json(draw) -> bytes:
         else:
             data[key] = draw(_JSON)
     text = json.dumps(data, allow_nan=True)
+    if draw(st.integers(0, 15)) == 0:  # deep nesting (a RecursionError before issue 18)
+        depth = draw(st.integers(10, 5000))
+        return ("[" * depth + "]" * depth).encode()
     if draw(st.integers(0, 7)) == 0:
         return draw(mutated_bytes(text.encode(), 3))
     return text.encode()
@@ -338,9 +373,14 @@ def run_model(kind: str, data: bytes) -> str:
         elif kind == "onnx":
             for _, location in external_locations(data):
                 unsafe_location(location, _FOLDER)
+            check_operators(data)
+        elif kind == "npy":
+            path = _FOLDER / "kernel.npy"
+            path.write_bytes(data)
+            load_kernel(path)
         else:
             ModelContract.from_json(data)
-    except MODEL_ALLOWED:
+    except (*MODEL_ALLOWED, KernelError, MissingInputError):
         return _outcome("model", f"{kind} refused")
     return _outcome("model", f"{kind} accepted")
 
