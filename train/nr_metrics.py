@@ -323,3 +323,38 @@ def lpips_scorer(net: str = "alex") -> tuple[Callable[[np.ndarray, np.ndarray], 
             return float(model(t(restored), t(clean)))
 
     return score, ""
+
+
+# --------------------------------------------------------------------------------------------
+# What train.evaluate uses
+# --------------------------------------------------------------------------------------------
+
+
+class PerceptualScorer:
+    """NIQE and BRISQUE of an output (no reference) and LPIPS against the clean image when it can run.
+
+    An image a metric cannot score (too small for NIQE's two 96x96 blocks, flat) gets None.
+    """
+
+    def __init__(self, lpips_net: str = "alex") -> None:
+        self.niqe_model, self.brisque_model = load_niqe_model(), load_brisque_model()
+        self.lpips, self.lpips_skipped = lpips_scorer(lpips_net)
+        self.names: tuple[str, ...] = ("niqe", "brisque") + (("lpips",) if self.lpips else ())
+
+    def __call__(self, restored: np.ndarray, clean: np.ndarray) -> dict[str, float | None]:
+        scores: dict[str, float | None] = {}
+        for name, fn in (("niqe", lambda: niqe(restored, self.niqe_model)),
+                         ("brisque", lambda: brisque(restored, self.brisque_model)),
+                         ("lpips", lambda: self.lpips(restored, clean) if self.lpips else None)):
+            if name in self.names:
+                try:
+                    scores[name] = fn()
+                except MetricError:
+                    scores[name] = None
+        return scores
+
+
+def mean_of_scored(values: list[float | None]) -> float | None:
+    """Mean over the images a metric could score (None when it scored none)."""
+    kept = [v for v in values if v is not None and math.isfinite(v)]
+    return float(np.mean(kept)) if kept else None
