@@ -12,8 +12,8 @@ Examples:
       --lr 1e-3 --warmup 200 --out runs/denoise-fast --data ../shared/datasets/CBSD432
   python -m train --task deblur --init-from runs/denoise/best.pt --patch 96 --freq-loss 0.05 --steps 2000 \\
       --lr 1e-3 --out runs/deblur --data ../shared/datasets/CBSD432
-  python -m train --gan --init-from models/denoise_qat.pt --steps 2000 --lr 5e-5 --batch 16 --patch 128 \\
-      --device cuda --out runs/denoise-gan --data ../shared/datasets/CBSD432 --val ../shared/datasets/Set14
+  python -m train --gan --init-from models/denoise_qat.pt --steps 2500 --lr 1e-4 --d-lr 1e-4 --adv-weight 0.01 \\
+      --batch 16 --patch 128 --device cuda --out runs/denoise-gan --data ../shared/datasets/CBSD432
   OMP_NUM_THREADS=1 torchrun --nproc_per_node=2 -m train --preset tiny --steps 2000 --out runs/ddp
 
 Data-parallel: under torchrun (WORLD_SIZE > 1) every process trains a DistributedDataParallel copy

@@ -61,7 +61,7 @@ class GanConfig:
     fm_weight: float = 0.05
     gp_weight: float = 10.0  # WGAN-GP only
     d_lr: float = 2e-4
-    d_width: int = 64
+    d_width: int = 32
     d_stages: int = 3
     max_psnr_drop: float = 1.0  # dB below the starting model that best.pt may give up for a lower NIQE
 
