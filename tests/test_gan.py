@@ -121,3 +121,13 @@ def test_discriminator_losses_and_penalty_numbers():
     # a critic that is the identity's mean over 3072 values has gradient norm 1/sqrt(3072) * ... -> penalty < 1
     gp = gradient_penalty(PatchDiscriminator(DiscriminatorConfig(width=8, stages=2, spectral_norm=False)), x, x.flip(0))
     assert torch.isfinite(gp) and gp.item() >= 0.0
+
+
+def test_wgan_gp_variant_trains_with_finite_losses(float_ckpt, tmp_path):
+    out = tmp_path / "wgan"
+    assert train_main([*GAN, "--gan-loss", "wgan-gp", "--init-from", str(float_ckpt), "--steps", "2",
+                       "--out", str(out)]) == 0
+    steps = [e for e in _events(out) if "d_loss" in e]
+    assert [e["step"] for e in steps] == [1, 2] and all(np.isfinite(e["d_loss"]) and np.isfinite(e["adv"]) for e in steps)
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["discriminator_config"]["spectral_norm"] is False and ckpt["train_config"]["gan"]["loss"] == "wgan-gp"
