@@ -38,6 +38,10 @@ def test_perceptual_scores_rank_the_denoiser_above_the_noisy_input(report):
     assert rows["small.png"]["niqe"] == {"identity": None, "nlm-opencv": None}
     assert rows["small.png"]["brisque"]["identity"] > 40.0
     assert mean["identity"]["niqe"] == pytest.approx(rows["astronaut.png"]["niqe"]["identity"])
+    # the clean reference scores as the most natural of the three on this photo
+    assert deg["clean_mean"]["niqe"] == pytest.approx(rows["astronaut.png"]["clean_scores"]["niqe"])
+    assert deg["clean_mean"]["niqe"] < mean["nlm-opencv"]["niqe"] < mean["identity"]["niqe"]
+    assert deg["clean_mean"]["brisque"] < mean["identity"]["brisque"]
 
 
 def test_perceptual_report_tables_and_plot(report):
@@ -45,6 +49,7 @@ def test_perceptual_report_tables_and_plot(report):
     assert "| method | mean NIQE | mean BRISQUE" in text
     assert "Per image, NIQE / BRISQUE" in text
     assert "| small.png | - / " in text  # unscored NIQE shows as '-'
+    assert "| *clean reference* |" in text
     assert (report / "perception_vs_distortion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     results = json.loads((report / "results.json").read_text())
     if "lpips" not in results["degradations"]["awgn:25"]["perceptual"]:

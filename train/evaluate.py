@@ -545,6 +545,8 @@ def evaluate(
                 "input_sha256": hashlib.sha256(np.round(degraded * PIXEL_MAX).astype(np.uint8).tobytes()).hexdigest(),
                 "psnr": {}, "ssim": {}, "seconds": {},
             }
+            if scorer:  # where "natural" is on this image: the metrics of the clean reference itself
+                row["clean_scores"] = scorer(clean, clean)
             outputs = {}
             for m in methods:
                 t0 = time.perf_counter()
@@ -587,7 +589,9 @@ def evaluate(
             "methods": names,
             "side_info": {m.name: m.side_info for m in methods},
             "skipped": skipped,
-            **({"perceptual": list(scorer.names), "lpips_skipped": scorer.lpips_skipped} if scorer else {}),
+            **({"perceptual": list(scorer.names), "lpips_skipped": scorer.lpips_skipped,
+                "clean_mean": {k: mean_of_scored([r["clean_scores"][k] for r in rows]) for k in scorer.names}}
+               if scorer else {}),
             "mean": mean,
             "per_group": _group_means(rows, names) if deg.kind == "pairs" else None,
             "per_image": rows,

@@ -127,12 +127,17 @@ def perceptual_lines(deg: dict[str, Any]) -> list[str]:
              "`train.nr_metrics`; NIQE needs two 96x96 blocks, '-' where an image is smaller)"
              + (", LPIPS against the clean image" if "lpips" in metrics else f"; LPIPS skipped: {deg.get('lpips_skipped')}")
              + ".", "", "| method | " + " | ".join(f"mean {x}" for x in labels) + " |", "|---|" + "---:|" * len(labels)]
+    clean = deg.get("clean_mean") or {}
+    lines.append("| *clean reference* | " + " | ".join(_fmt(clean.get(k), 3) for k in metrics) + " |")
     for m in deg["methods"]:
         lines.append(f"| {m} | " + " | ".join(_fmt(deg["mean"][m].get(k), 3) for k in metrics) + " |")
-    lines += ["", "Per image, " + " / ".join(labels) + ":", "", "| image | " + " | ".join(deg["methods"]) + " |",
-              "|" + "---|" * (len(deg["methods"]) + 1)]
+    lines += ["", "Per image, " + " / ".join(labels) + ":", "",
+              "| image | *clean reference* | " + " | ".join(deg["methods"]) + " |",
+              "|" + "---|" * (len(deg["methods"]) + 2)]
     for row in deg["per_image"]:
-        cells = [" / ".join(_fmt(row[k][m], 2) for k in metrics) for m in deg["methods"]]
+        ref = row.get("clean_scores") or {}
+        cells = [" / ".join(_fmt(ref.get(k), 2) for k in metrics)]
+        cells += [" / ".join(_fmt(row[k][m], 2) for k in metrics) for m in deg["methods"]]
         lines.append(f"| {row['image']} | " + " | ".join(cells) + " |")
     return lines
 
@@ -153,6 +158,11 @@ def plot_perception_vs_distortion(results: dict[str, Any], path: Path) -> None:
                 continue
             ax.scatter([mean["psnr"]], [mean["niqe"]], s=30)
             ax.annotate(m, (mean["psnr"], mean["niqe"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ref = (deg.get("clean_mean") or {}).get("niqe")
+        if ref is not None:
+            ax.axhline(ref, ls=":", color="gray", lw=1)
+            ax.annotate("clean reference", (0.02, ref), xycoords=("axes fraction", "data"), fontsize=8, color="gray",
+                        va="bottom")
         ax.set_xlabel("mean PSNR (dB, higher is better)")
         ax.set_ylabel("mean NIQE (lower is better)")
         ax.set_title(spec, fontsize=10)
