@@ -12,6 +12,8 @@ Examples:
       --lr 1e-3 --warmup 200 --out runs/denoise-fast --data ../shared/datasets/CBSD432
   python -m train --task deblur --init-from runs/denoise/best.pt --patch 96 --freq-loss 0.05 --steps 2000 \\
       --lr 1e-3 --out runs/deblur --data ../shared/datasets/CBSD432
+  python -m train --gan --init-from models/denoise_qat.pt --steps 2500 --lr 1e-4 --d-lr 1e-4 --adv-weight 0.01 \\
+      --batch 16 --patch 128 --device cuda --out runs/denoise-gan --data ../shared/datasets/CBSD432
   OMP_NUM_THREADS=1 torchrun --nproc_per_node=2 -m train --preset tiny --steps 2000 --out runs/ddp
 
 Data-parallel: under torchrun (WORLD_SIZE > 1) every process trains a DistributedDataParallel copy
@@ -32,6 +34,7 @@ from edge_runtime.cli import int_at_least
 
 from .data import PatchConfig
 from .degradations import DegradationConfig
+from .gan import add_gan_arguments, gan_config_from_args, train_gan
 from .model import PRESETS, summary_table
 from .train import TrainConfig, train
 
@@ -110,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile-size", type=int_at_least(1), default=d.tile_size,
                    help="tile side recorded in the model contract stored in each checkpoint; a multiple of the "
                         "preset's size multiple (default %(default)s)")
+    add_gan_arguments(p)
     return p
 
 
@@ -137,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     tag = f"[rank {rank}] " if world > 1 else ""  # torchrun: every process logs; metrics come from rank 0
     logging.basicConfig(level=logging.INFO, format=f"%(levelname)s {tag}%(message)s")
     try:
-        best = train(config_from_args(args))
+        cfg = config_from_args(args)
+        best = train_gan(gan_config_from_args(args, cfg)) if args.gan else train(cfg)
     except (ValueError, FileNotFoundError) as exc:
         print(f"edge-restore-train: error: {tag}{exc}", file=sys.stderr)
         return 1

@@ -544,9 +544,17 @@ def evaluate(
     models: list[Method],
     seed: int,
     progress: bool = True,
+    perceptual: bool = False,
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """Degrade, restore and score. Returns (per-degradation results, first-image examples for crops)."""
+    """Degrade, restore and score. Returns (per-degradation results, first-image examples for crops).
+
+    `perceptual` also scores NIQE and BRISQUE of every output (and LPIPS when it can run offline).
+    """
     from tqdm import tqdm
+
+    from .nr_metrics import PerceptualScorer, mean_of_scored
+
+    scorer = PerceptualScorer() if perceptual else None
 
     out: dict[str, Any] = {}
     examples: dict[str, dict[str, Any]] = {}
@@ -573,6 +581,8 @@ def evaluate(
                 "input_sha256": hashlib.sha256(np.round(degraded * PIXEL_MAX).astype(np.uint8).tobytes()).hexdigest(),
                 "psnr": {}, "ssim": {}, "seconds": {},
             }
+            if scorer:  # where "natural" is on this image: the metrics of the clean reference itself
+                row["clean_scores"] = scorer(clean, clean)
             outputs = {}
             for m in methods:
                 t0 = time.perf_counter()
@@ -587,6 +597,8 @@ def evaluate(
                 row["psnr"][m.name] = psnr(restored, clean)
                 row["ssim"][m.name] = ssim(restored, clean)
                 row["seconds"][m.name] = dt
+                for metric, value in (scorer(restored, clean) if scorer else {}).items():
+                    row.setdefault(metric, {})[m.name] = value
                 total_s[m.name] += dt
                 if index == 0:
                     outputs[m.name] = restored
@@ -601,6 +613,7 @@ def evaluate(
                 "seconds": total_s[n],
                 "megapixels": megapixels,
                 "sec_per_mp": total_s[n] / megapixels if megapixels else None,
+                **{k: mean_of_scored([r[k][n] for r in rows]) for k in (scorer.names if scorer else ())},
             }
             for n in names
         }
@@ -614,6 +627,9 @@ def evaluate(
             "methods": names,
             "side_info": {m.name: m.side_info for m in methods},
             "skipped": skipped,
+            **({"perceptual": list(scorer.names), "lpips_skipped": scorer.lpips_skipped,
+                "clean_mean": {k: mean_of_scored([r["clean_scores"][k] for r in rows]) for k in scorer.names}}
+               if scorer else {}),
             "mean": mean,
             "per_group": _group_means(rows, names) if deg.kind == "pairs" else None,
             "per_image": rows,
@@ -668,6 +684,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="threads for OpenCV, torch and the edge runtime (default 1: every method on one core, so "
                         "times compare per core; 0: each library's default)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--perceptual", action="store_true",
+                   help="also score NIQE and BRISQUE (no-reference, lower is better; ~0.5 s per output and "
+                        "megapixel) and LPIPS when the lpips package and its backbone weights are installed")
     return p
 
 
@@ -738,7 +757,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     if cv2 is not None and args.threads > 0:
         cv2.setNumThreads(args.threads)
     try:
-        results_by_deg, examples = evaluate(images, degradations, requested, models, args.seed, progress=not args.no_progress)
+        results_by_deg, examples = evaluate(images, degradations, requested, models, args.seed, progress=not args.no_progress,
+                                            perceptual=args.perceptual)
     finally:
         if cv2 is not None:
             cv2.setNumThreads(cv2_threads)
@@ -746,7 +766,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         "tool": "edge-restore-eval",
         "config": {
             "clean_dir": str(args.clean), "held_out": args.held_out, "seed": args.seed, "crop": args.crop,
-            "max_images": args.max_images,
+            "max_images": args.max_images, "perceptual": args.perceptual,
             "blur_noise": args.blur_noise, "methods": requested, "models": list(args.model), "threads": args.threads,
             "pnp_denoisers": list(args.pnp_denoiser),
             "command": "edge-restore-eval " + shlex.join(argv),
@@ -765,7 +785,8 @@ def summary(results: dict[str, Any]) -> str:
         lines.append(f"{spec}:")
         for n in deg["methods"]:
             m = deg["mean"][n]
-            lines.append(f"  {n:<24} PSNR {m['psnr']:6.2f} dB  SSIM {m['ssim']:.4f}  {m['sec_per_mp']:.3g} s/MP")
+            extra = "".join(f"  {k.upper()} {m[k]:.3f}" for k in deg.get("perceptual", ()) if m.get(k) is not None)
+            lines.append(f"  {n:<24} PSNR {m['psnr']:6.2f} dB  SSIM {m['ssim']:.4f}  {m['sec_per_mp']:.3g} s/MP{extra}")
         for denoiser, r in error_ratios(deg).items():
             lines.append(f"  kernel-estimation error ratio ({denoiser}): median {r['median']:.2f}, "
                          f"{100 * r['share_at_most_3']:.0f}% of images at most 3")

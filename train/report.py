@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 PLOT_NAME = "quality_vs_speed.png"
+PERCEPTION_PLOT_NAME = "perception_vs_distortion.png"
 RESULTS_NAME = "results.json"
 REPORT_NAME = "report.md"
 CROP_SIDE = 128
@@ -100,6 +101,7 @@ def render_markdown(results: dict[str, Any], figures: dict[str, str]) -> str:
             cells = [row["image"]] + ([row.get("kernel") or "-"] if has_kernel else []) + [f"{row['sigma_given']:.2f}"]
             cells += [f"{_fmt(row['psnr'][m], 2)} / {_fmt(row['ssim'][m], 4)}" for m in methods]
             lines.append("| " + " | ".join(cells) + " |")
+        lines += perceptual_lines(deg)
         if spec in figures.get("crops", {}):
             lines += ["", f"![before/after crops for {spec}]({figures['crops'][spec]})",
                       "", f"Crops (up to {CROP_SIDE}x{CROP_SIDE}, centre of `{results['images'][0]}`): clean | degraded | "
@@ -107,7 +109,67 @@ def render_markdown(results: dict[str, Any], figures: dict[str, str]) -> str:
         lines.append("")
     if figures.get("plot"):
         lines += ["## Quality vs speed", "", f"![quality vs speed]({figures['plot']})", ""]
+    if figures.get("perception_plot"):
+        lines += ["## Perception vs distortion", "", f"![NIQE vs PSNR]({figures['perception_plot']})", ""]
     return "\n".join(lines)
+
+
+PERCEPTUAL_LABELS = {"niqe": "NIQE", "brisque": "BRISQUE", "lpips": "LPIPS"}
+
+
+def perceptual_lines(deg: dict[str, Any]) -> list[str]:
+    """Markdown of the --perceptual scores of one degradation: means, then per image (empty without them)."""
+    metrics = deg.get("perceptual") or []
+    if not metrics:
+        return []
+    labels = [PERCEPTUAL_LABELS[k] for k in metrics]
+    lines = ["", "Perceptual scores (lower is better): NIQE and BRISQUE need no reference (LIVE models, "
+             "`train.nr_metrics`; NIQE needs two 96x96 blocks, '-' where an image is smaller)"
+             + (", LPIPS against the clean image" if "lpips" in metrics else f"; LPIPS skipped: {deg.get('lpips_skipped')}")
+             + ".", "", "| method | " + " | ".join(f"mean {x}" for x in labels) + " |", "|---|" + "---:|" * len(labels)]
+    clean = deg.get("clean_mean") or {}
+    lines.append("| *clean reference* | " + " | ".join(_fmt(clean.get(k), 3) for k in metrics) + " |")
+    for m in deg["methods"]:
+        lines.append(f"| {m} | " + " | ".join(_fmt(deg["mean"][m].get(k), 3) for k in metrics) + " |")
+    lines += ["", "Per image, " + " / ".join(labels) + ":", "",
+              "| image | *clean reference* | " + " | ".join(deg["methods"]) + " |",
+              "|" + "---|" * (len(deg["methods"]) + 2)]
+    for row in deg["per_image"]:
+        ref = row.get("clean_scores") or {}
+        cells = [" / ".join(_fmt(ref.get(k), 2) for k in metrics)]
+        cells += [" / ".join(_fmt(row[k][m], 2) for k in metrics) for m in deg["methods"]]
+        lines.append(f"| {row['image']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def plot_perception_vs_distortion(results: dict[str, Any], path: Path) -> None:
+    """One panel per degradation: mean NIQE against mean PSNR (the perception-distortion plane)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    degs = [(spec, deg) for spec, deg in results["degradations"].items() if deg.get("perceptual")]
+    fig, axes = plt.subplots(1, len(degs), figsize=(5.0 * len(degs), 4.2), squeeze=False)
+    for ax, (spec, deg) in zip(axes[0], degs):
+        for m in deg["methods"]:
+            mean = deg["mean"][m]
+            if mean.get("niqe") is None or mean["psnr"] is None or not math.isfinite(mean["psnr"]):
+                continue
+            ax.scatter([mean["psnr"]], [mean["niqe"]], s=30)
+            ax.annotate(m, (mean["psnr"], mean["niqe"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ref = (deg.get("clean_mean") or {}).get("niqe")
+        if ref is not None:
+            ax.axhline(ref, ls=":", color="gray", lw=1)
+            ax.annotate("clean reference", (0.02, ref), xycoords=("axes fraction", "data"), fontsize=8, color="gray",
+                        va="bottom")
+        ax.set_xlabel("mean PSNR (dB, higher is better)")
+        ax.set_ylabel("mean NIQE (lower is better)")
+        ax.set_title(spec, fontsize=10)
+        ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def plot_quality_vs_speed(results: dict[str, Any], path: Path) -> None:
@@ -207,6 +269,9 @@ def write_report(results: dict[str, Any], examples: dict[str, dict[str, Any]], o
     out.mkdir(parents=True, exist_ok=True)
     figures: dict[str, Any] = {"plot": PLOT_NAME, "crops": {}}
     plot_quality_vs_speed(results, out / PLOT_NAME)
+    if any(deg.get("perceptual") for deg in results["degradations"].values()):
+        plot_perception_vs_distortion(results, out / PERCEPTION_PLOT_NAME)
+        figures["perception_plot"] = PERCEPTION_PLOT_NAME
     for spec, example in examples.items():
         name = f"crops_{slug(spec)}.png"
         h, w = centre_crop(example["clean"], CROP_SIDE).shape[:2]
