@@ -33,7 +33,7 @@ from .contract import PIXEL_MAX
 from .errors import KernelError, UsageError
 
 #: Default HQS iterations (denoiser passes); chosen by the sweep in docs/deblur.md.
-DEFAULT_ITERATIONS = 8
+DEFAULT_ITERATIONS = 4
 #: Side of the core of one deconvolution block in pixels; each block adds margins of a few
 #: kernel sizes. 1024 keeps a block's FFT buffers near 100 MB, so a 48 MP photo stays within the
 #: runtime's memory bound, while a phone photo up to ~1 MP per side-block runs as one piece.
@@ -53,7 +53,7 @@ class PnPSchedule:
     weight: float = 1.0  # lambda: a_i = weight * s_n^2 / s_i^2
     start_sigma: float = 25.0  # s_1 on the 0-255 scale
     output: str = "data"  # "data": the last data step (sharper); "prior": the last denoiser output
-    relax_sigma: float = 0.0  # > 0: prior step z = x + min(1, s_i / relax_sigma) * (D(x) - x)
+    relax_sigma: float = 5.0  # > 0: prior step z = x + min(1, s_i / relax_sigma) * (D(x) - x); 0: off
 
     def check(self) -> "PnPSchedule":
         if self.iterations < 1:
