@@ -370,8 +370,8 @@ def build_pnp_methods(requested: list[str], denoisers: list[str], threads: int =
             methods.append(Method(f"pnp:{name}", lambda img, side, m=model: deblur(img, side.kernel, m, side.sigma),
                                   BLUR_KINDS, f"true kernel and sigma, plug-and-play with {name} as the prior"))
         if "pnp-est" in wanted:
-            methods.append(Method(f"pnp-est:{name}", lambda img, side, m=model: deblur(img, "estimate", m, side.sigma),
-                                  BLUR_KINDS, f"kernel estimated from the image, true sigma, plug-and-play with {name}; "
+            methods.append(Method(f"pnp-est:{name}", lambda img, side, m=model: deblur(img, "estimate", m, side.sigma or None),
+                                  (*BLUR_KINDS, "paired"), f"kernel estimated from the image, true sigma (real pairs: estimated), plug-and-play with {name}; "
                                   f"scored after the best whole-pixel shift within +-{BLIND_ALIGN} px (a blind kernel is "
                                   "centred on its centre of mass, the true one need not be)", align=BLIND_ALIGN))
     return methods
