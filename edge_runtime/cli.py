@@ -261,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile-overlap", type=_non_negative_int, default=None, metavar="N", help="overlap between tiles in pixels (default: the model contract's)")
     p.add_argument("--device", choices=DEVICES, default="cpu", help="cpu (default) or edgetpu (Coral, via libedgetpu)")
     p.add_argument("--cpu-fallback", action="store_true", help="with --device edgetpu: run on the CPU, with a warning, when no Edge TPU is found (default: fail)")
-    p.add_argument("--compare", action="store_true", help=f"also write a side-by-side before/after image <stem>{COMPARE_SUFFIX}<ext>")
+    p.add_argument("--compare", action="store_true", help=f"also write a side-by-side image <stem>{COMPARE_SUFFIX}<ext>, twice the width, labelled 'before'/'after' in the top-left corners")
     p.add_argument("--benchmark", action="store_true", help="report latency per tile, megapixels/s and peak memory")
     p.add_argument("--json", metavar="PATH", help="write a JSON manifest: per file input, output, status, error, seconds ('-': to stdout)")
     p.add_argument("--list-models", action="store_true", help="list the *.tflite models found by short name (task, size, INT8 PSNR from the model card, path), then exit")

@@ -50,6 +50,7 @@ from PIL import Image, UnidentifiedImageError
 
 from . import png16, tiff16
 from .errors import InputImageError, MissingInputError, OutputWriteError, UsageError
+from .labels import stamp_label
 
 log = logging.getLogger("edge_runtime")
 
@@ -821,10 +822,17 @@ def write_image(
     atomic_write(path, encode_into)
 
 
-def side_by_side(before: Picture, after: Picture) -> Picture:
-    """A Picture with `before` on the left and `after` on the right (for --compare)."""
+def side_by_side(before: Picture, after: Picture, labels: bool = True) -> Picture:
+    """A Picture with `before` on the left and `after` on the right (for --compare).
+
+    With `labels`, each half carries a small "before"/"after" label in its top-left corner, drawn
+    over the pixels (the size stays 2W x H); a half too small for the label stays plain.
+    """
     color = np.concatenate([before.color, after.color], axis=1)
     alpha = None
     if before.alpha is not None and after.alpha is not None:
         alpha = np.concatenate([before.alpha, after.alpha], axis=1)
+    if labels:
+        stamp_label(color, alpha, "before", 0, before.width)
+        stamp_label(color, alpha, "after", before.width, after.width)
     return replace(after, color=color, alpha=alpha)

@@ -231,12 +231,27 @@ def test_sixteen_bit_alpha_and_gray_through_cli(tmp_path, int8_model):
 
 
 def test_compare_writes_side_by_side(tmp_path, int8_model):
+    # Too small for a label (the 36 x 11 px "before" plus padding): the plain halves, size 2W x H.
     pixels = _image(tmp_path / "a.png", (20, 30, 3))
     assert _run("-m", int8_model, tmp_path / "a.png", "--compare") == 0
     compare = np.asarray(Image.open(tmp_path / "a_compare.png"))
     restored = np.asarray(Image.open(tmp_path / "a_restored.png"))
     assert compare.shape == (20, 60, 3)
     assert np.array_equal(compare[:, :30], pixels) and np.array_equal(compare[:, 30:], restored)
+
+
+def test_compare_image_is_labelled(tmp_path, int8_model):
+    pixels = _image(tmp_path / "a.png", (48, 64, 3))
+    assert _run("-m", int8_model, tmp_path / "a.png", "--compare", "-q") == 0
+    compare = np.asarray(Image.open(tmp_path / "a_compare.png"))
+    restored = np.asarray(Image.open(tmp_path / "a_restored.png"))
+    plain = np.concatenate([pixels, restored], axis=1)
+    assert compare.shape == plain.shape == (48, 128, 3)  # labels are drawn over, the size is unchanged
+    changed = np.any(compare != plain, axis=2)
+    # a label in the top-left corner of each half, the rest of the image untouched
+    assert changed[:20, :48].sum() > 50 and changed[:20, 64:112].sum() > 50
+    assert not changed[20:].any() and not changed[:, 48:64].any() and not changed[:, 112:].any()
+    assert (compare[changed] == 255).any()  # white text
 
 
 def test_benchmark_report(tmp_path, int8_model, capsys):
