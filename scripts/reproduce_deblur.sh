@@ -24,6 +24,6 @@ $PY -m train --task deblur --qat --init-from "$RUNS/deblur/best.pt" --data "$DAT
 $PY -m export "$RUNS/deblur-qat/best.pt" --out "$OUT" --name deblur --tile 256 --overlap 32
 $PY -m train.evaluate --clean "$VAL" --degradation "motion:$KERNELS/levin09_npy" \
     --degradation "motion:$KERNELS/kernels12_npy" --methods identity,wiener,rl --model "$RUNS/deblur/best.pt" \
-    --model "$OUT/deblur_float.onnx" --model "$OUT/deblur_int8.tflite" --out "$RUNS/eval-deblur/kernels"
+    --model "$OUT/deblur_float.onnx" --model "$OUT/deblur_int8.tflite" --out "$RUNS/eval-deblur/kernels" --overwrite
 $PY -m train.evaluate --clean "$PAIRS/sharp" --degradation "paired:$PAIRS/blur" --model "$RUNS/deblur/best.pt" \
-    --model "$OUT/deblur_int8.tflite" --out "$RUNS/eval-deblur/gopro"
+    --model "$OUT/deblur_int8.tflite" --out "$RUNS/eval-deblur/gopro" --overwrite

@@ -32,5 +32,5 @@ for set in "$VAL" "$DATA --held-out"; do
   # shellcheck disable=SC2086
   $PY -m train.evaluate --clean $set --degradation awgn:15 --degradation awgn:25 --degradation awgn:50 \
       --methods identity,nlm-opencv,nlm-skimage,wavelet --model "$RUNS/denoise-fast3/best.pt" --model "$OUT/denoise_float.onnx" \
-      --model "$OUT/denoise_int8.tflite" --model "$OUT/denoise_int8_ptq.tflite" --out "$RUNS/eval/$(basename ${set%% *})"
+      --model "$OUT/denoise_int8.tflite" --model "$OUT/denoise_int8_ptq.tflite" --out "$RUNS/eval/$(basename ${set%% *})" --overwrite
 done

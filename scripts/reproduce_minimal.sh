@@ -27,5 +27,5 @@ for set in "$VAL" "$DATA --held-out"; do
   $PY -m train.evaluate --clean $set --degradation awgn:15 --degradation awgn:25 --degradation awgn:50 \
       --methods identity --model "$RUNS/minimal-fast/best.pt" --model "$OUT/denoise_minimal_float.onnx" \
       --model "$OUT/denoise_minimal_int8.tflite" --model "$OUT/denoise_minimal_int8_ptq.tflite" \
-      --model "$OUT/denoise_int8.tflite" --out "$RUNS/eval-minimal/$(basename ${set%% *})"
+      --model "$OUT/denoise_int8.tflite" --out "$RUNS/eval-minimal/$(basename ${set%% *})" --overwrite
 done

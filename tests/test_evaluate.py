@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -324,3 +325,97 @@ def test_real_pairs_spec_errors(tmp_path, capsys):
     assert ev.main(["--clean", str(folder), "--degradation", "pairs:_real,_mean", "--out", str(tmp_path / "r2"),
                     "--no-progress"]) == 1
     assert "no reference image" in capsys.readouterr().err
+
+
+def test_model_row_names_tell_equal_file_names_apart():
+    assert ev._model_names(["runs/a/best.pt", "runs/b/best.pt", "x.onnx"]) == ["a/best.pt", "b/best.pt", "x.onnx"]
+    assert ev._model_names(["runs/a/best.pt", "old/runs/a/best.pt"]) == ["runs/a/best.pt", "old/runs/a/best.pt"]
+    assert ev._model_names(["m/best.pt", "m/best.pt"]) == ["best.pt", "best.pt#2"]  # the same file twice
+    assert ev._model_names(["wiener"]) == ["wiener#2"]  # not confused with the classic method
+
+
+def _short_name_models(tmp_path, int8_model, monkeypatch) -> Path:
+    models = tmp_path / "models"
+    for run in ("a", "b"):
+        (tmp_path / "runs" / run).mkdir(parents=True)
+        shutil.copy(int8_model, tmp_path / "runs" / run / "denoise_int8.tflite")
+    models.mkdir()
+    shutil.copy(int8_model, models / "denoise_int8.tflite")
+    monkeypatch.setenv("EDGE_RESTORE_MODELS", str(models))
+    return models
+
+
+def test_short_model_name_and_folder_row_names(tmp_path, clean_dir, int8_model, monkeypatch):
+    models = _short_name_models(tmp_path, int8_model, monkeypatch)
+    out = tmp_path / "rep"
+    rc = ev.main(["--clean", str(clean_dir), "--degradation", "awgn:25", "--methods", "identity", "--model", "denoise",
+                  "--model", str(tmp_path / "runs/a/denoise_int8.tflite"), "--model", str(tmp_path / "runs/b/denoise_int8.tflite"),
+                  "--out", str(out), "--no-progress"])
+    assert rc == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["models"][0] == str(models / "denoise_int8.tflite")  # resolved like edge-restore -m denoise
+    deg = results["degradations"]["awgn:25"]
+    assert deg["methods"] == ["identity", "models/denoise_int8.tflite", "a/denoise_int8.tflite", "b/denoise_int8.tflite"]
+    psnrs = {deg["mean"][m]["psnr"] for m in deg["methods"][1:]}
+    assert len(psnrs) == 1  # three copies of one model: one score
+    assert "| a/denoise_int8.tflite |" in (out / "report.md").read_text()
+
+
+def test_unknown_short_model_name_is_one_line(tmp_path, clean_dir, monkeypatch, capsys):
+    monkeypatch.setenv("EDGE_RESTORE_MODELS", str(tmp_path))
+    rc = ev.main(["--clean", str(clean_dir), "--degradation", "awgn:25", "--methods", "identity", "--model", "nosuch",
+                  "--out", str(tmp_path / "r"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "--model nosuch: model not found" in err and "nosuch_int8.tflite" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_report_folder_must_be_fresh_or_overwritten(tmp_path, clean_dir, capsys):
+    out = tmp_path / "rep"
+    args = ["--clean", str(clean_dir), "--degradation", "awgn:25", "--methods", "identity", "--no-progress", "--out", str(out)]
+    assert ev.main([*args[:3], "awgn:50", *args[4:]]) == 0
+    assert (out / "crops_awgn_50.png").is_file()
+    before = (out / "results.json").read_text()
+    assert ev.main(args) == 1  # a second run into the same folder is refused, nothing touched
+    assert "not empty" in capsys.readouterr().err and (out / "results.json").read_text() == before
+    assert ev.main([*args, "--overwrite"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["degradations"]) == ["awgn:25"]
+    assert not (out / "crops_awgn_50.png").exists()  # the stale crops of the earlier report are gone
+    assert sorted(p.name for p in out.iterdir()) == sorted(["crops_awgn_25.png", "quality_vs_speed.png", "report.md",
+                                                             "report.html", "results.json"])
+    (out / "notes.txt").write_text("mine")
+    assert ev.main([*args, "--overwrite"]) == 1  # a file that no report wrote is never deleted
+    assert "notes.txt" in capsys.readouterr().err and (out / "notes.txt").read_text() == "mine"
+    assert (out / "report.md").is_file()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert ev.main([*args[:-1], str(empty)]) == 0  # an existing empty folder is fresh
+    (tmp_path / "file").write_text("x")
+    assert ev.main([*args[:-1], str(tmp_path / "file"), "--overwrite"]) == 1
+
+
+def test_html_report_next_to_the_markdown(awgn_report):
+    results = json.loads((awgn_report / "results.json").read_text())
+    assert results["files"]["html"] == "report.html"
+    page = (awgn_report / "report.html").read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>") and '<meta charset="utf-8">' in page
+    assert "<h1>edge-restore evaluation</h1>" in page and "<h2><code>awgn:25</code>: additive" in page
+    assert '<td>nlm-opencv</td><td class="num">' in page  # summary table, numbers right-aligned
+    deg = results["degradations"]["awgn:25"]
+    assert f'{deg["mean"]["wavelet"]["psnr"]:.2f}' in page
+    # images are relative links to the files beside it; nothing is fetched from elsewhere
+    assert f'<img src="{results["files"]["plot"]}"' in page and f'<img src="{results["files"]["crops"]["awgn:25"]}"' in page
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+
+
+def test_html_escapes_and_formats():
+    from train.report import markdown_to_html
+
+    page = markdown_to_html("# T <x>\n\n- **bold** and *it* & `a<b*c*`\n\n| m | v |\n|---|---:|\n| *ref* | 1 |\n\n"
+                            '![alt "q"](crops_a.png)\n\nvariance 0.01 * x + 2')
+    assert "<h1>T &lt;x&gt;</h1>" in page
+    assert "<li><strong>bold</strong> and <em>it</em> &amp; <code>a&lt;b*c*</code></li>" in page
+    assert '<tr><th>m</th><th class="num">v</th></tr>' in page and '<tr><td><em>ref</em></td><td class="num">1</td></tr>' in page
+    assert '<img src="crops_a.png" alt="alt &quot;q&quot;">' in page
+    assert "<p>variance 0.01 * x + 2</p>" in page

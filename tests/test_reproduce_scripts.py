@@ -62,3 +62,11 @@ def test_a_renamed_flag_is_caught(tmp_path, strict_parsers):
     assert command == ["train", "--task", "denoise", "--stpes", "10", "--out", "VAR/x"]
     with pytest.raises(AssertionError, match="stpes"):
         train_parser().parse_args(command[1:])
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_evaluations_can_be_rerun(script):
+    """A rerun of a script writes its reports again: train.evaluate refuses a used --out without --overwrite."""
+    for module, *args in python_commands(script):
+        if module == "train.evaluate":
+            assert evaluate_parser().parse_args(args).overwrite, f"{script.name}: train.evaluate without --overwrite"

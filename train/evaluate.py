@@ -38,8 +38,17 @@ Methods (--methods, comma list; default: the ones that fit each degradation):
                 error with the estimated kernel / error with the true kernel)
   wiener, rl    deconvolution (blur degradations), given the true kernel (and sigma for Wiener)
 
+Models (--model): a .pt checkpoint, a .onnx / .tflite file, or a short name as for edge-restore
+(denoise -> models/denoise_int8.tflite, $EDGE_RESTORE_MODELS first). Rows are named by file name,
+with as many folders as tell two equal names apart (runs/a/best.pt, runs/b/best.pt -> a/best.pt,
+b/best.pt).
+
+Report (--out DIR): report.md, the same as a self-contained report.html, results.json and the
+figures. DIR must be new or empty, so that no file of an earlier report mixes in; --overwrite
+replaces an earlier report there (and refuses if DIR holds anything else).
+
 Examples:
-  python -m train.evaluate --clean ../shared/datasets/Set14 --degradation awgn:25 --out reports/awgn25
+  python -m train.evaluate --clean ../shared/datasets/Set14 --degradation awgn:25 --model denoise --out reports/awgn25
   python -m train.evaluate --clean ../shared/datasets/Set14 --degradation motion:levin \\
       --methods identity,wiener,rl --model runs/deblur/best.pt --out reports/deblur
   python -m train.evaluate --clean ../shared/datasets/gopro_pairs/sharp \
@@ -360,12 +369,12 @@ def build_pnp_methods(requested: list[str], denoisers: list[str], threads: int =
     from edge_runtime.deblur import deblur
 
     methods = []
-    for path in denoisers or [str(DEFAULT_PNP_DENOISER)]:
+    denoisers = denoisers or [str(DEFAULT_PNP_DENOISER)]
+    for path, name in zip(denoisers, _model_names(denoisers)):
         try:
             model = load_model(path, threads=threads if threads > 0 else None)
         except Exception as exc:  # noqa: BLE001 - the runtime reports invalid models with one-line errors
             raise EvalError(f"--pnp-denoiser {path}: {exc}") from None
-        name = Path(path).name
         if "pnp" in wanted:
             methods.append(Method(f"pnp:{name}", lambda img, side, m=model: deblur(img, side.kernel, m, side.sigma),
                                   BLUR_KINDS, f"true kernel and sigma, plug-and-play with {name} as the prior"))
@@ -667,7 +676,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", default=None,
                    help=f"comma list of classic methods ({', '.join(CLASSIC_METHODS)}); "
                         "default: identity plus the denoisers for noise, identity,wiener,rl for blur, identity for paired")
-    p.add_argument("--model", action="append", default=[], metavar="PATH", help=".pt, .onnx or .tflite model (repeatable)")
+    p.add_argument("--model", action="append", default=[], metavar="PATH",
+                   help=".pt, .onnx or .tflite model, or a short name as for edge-restore (denoise -> "
+                        "models/denoise_int8.tflite); repeatable; rows are named by file, with folders where "
+                        "two files share a name")
     p.add_argument("--strengths", default="", metavar="LIST",
                    help="also run each .onnx/.tflite --model at these restoration strengths (comma list, e.g. "
                         "0.5,0.75,1.25; rows NAME@S; see edge-restore --strength)")
@@ -679,7 +691,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--held-out", action="store_true",
                    help="use only the training code's held-out validation slice of --clean (images never trained on)")
     p.add_argument("--crop", type=int, default=None, metavar="N", help="centre-crop every image to at most NxN (speed)")
-    p.add_argument("--out", required=True, metavar="DIR", help="report folder (created)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="report folder: report.md, report.html, results.json and figures (created; an existing "
+                        "non-empty folder is refused unless --overwrite)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the previous report in --out (only a report's files are removed; any other "
+                        "file there is refused)")
     p.add_argument("--threads", type=int, default=1,
                    help="threads for OpenCV, torch and the edge runtime (default 1: every method on one core, so "
                         "times compare per core; 0: each library's default)")
@@ -690,10 +707,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _model_names(paths: list[str]) -> list[str]:
-    names = []
-    for p in paths:
-        base = Path(p).name
+def _model_names(paths: list[str | Path]) -> list[str]:
+    """Row names of models: the file name, or as many trailing folders as tell equal names apart.
+
+    runs/a/best.pt and runs/b/best.pt become a/best.pt and b/best.pt; the same path given twice
+    (or a name taken by a classic method) gets #2, #3, ...
+    """
+    parts = [Path(p).parts or (str(p),) for p in paths]
+    depth = [1] * len(parts)
+
+    def label(i: int) -> str:
+        return Path(*parts[i][-depth[i]:]).as_posix()
+
+    while True:
+        labels = [label(i) for i in range(len(parts))]
+        # grow only names shared with a *different* path: the same file twice keeps its short name
+        grow = [i for i, name in enumerate(labels) if depth[i] < len(parts[i])
+                and any(labels[j] == name and parts[j] != parts[i] for j in range(len(parts)))]
+        if not grow:
+            break
+        for i in grow:
+            depth[i] += 1
+    names: list[str] = []
+    for base in labels:
         name, i = base, 2
         while name in names or name in CLASSIC_METHODS:
             name, i = f"{base}#{i}", i + 1
@@ -701,9 +737,27 @@ def _model_names(paths: list[str]) -> list[str]:
     return names
 
 
+def resolve_models(specs: list[str]) -> list[str]:
+    """--model values as paths: an existing file as given, else a short name the runtime knows
+    (`denoise` -> models/denoise_int8.tflite, as `edge-restore --model denoise`)."""
+    from edge_runtime.api import resolve_model
+    from edge_runtime.errors import ModelError
+
+    paths = []
+    for spec in specs:
+        if Path(spec).exists() or Path(spec).suffix.lower() == ".pt":  # a missing .pt: load_model_method says so
+            paths.append(spec)
+            continue
+        try:
+            paths.append(str(resolve_model(spec)))
+        except ModelError as exc:
+            raise EvalError(f"--model {spec}: {exc}") from None
+    return paths
+
+
 def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     """Everything main() does, raising EvalError on bad input. Returns the results dictionary."""
-    from .report import write_report
+    from .report import ReportFolderError, report_files_in, write_report
 
     requested = None
     if args.methods is not None:
@@ -742,12 +796,18 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         images.append((str(p.relative_to(root)), centre_crop(img, args.crop)))
     if args.threads < 0:
         raise EvalError("--threads must be >= 0")
-    models = [load_model_method(p, n, args.threads) for p, n in zip(args.model, _model_names(args.model))]
+    try:
+        stale = report_files_in(args.out, args.overwrite)  # refused now, not after an hour of evaluation
+    except ReportFolderError as exc:
+        raise EvalError(str(exc)) from None
+    model_paths = resolve_models(args.model)
+    model_names = _model_names(model_paths)
+    models = [load_model_method(p, n, args.threads) for p, n in zip(model_paths, model_names)]
     try:
         strengths = [float(v) for v in args.strengths.split(",") if v.strip()]
     except ValueError:
         raise EvalError(f"--strengths must be a comma list of numbers, got {args.strengths!r}") from None
-    models += strength_methods(args.model, _model_names(args.model), strengths, args.threads)
+    models += strength_methods(model_paths, model_names, strengths, args.threads)
     models += build_pnp_methods(requested or [], args.pnp_denoiser, args.threads)
     try:
         import cv2
@@ -767,7 +827,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         "config": {
             "clean_dir": str(args.clean), "held_out": args.held_out, "seed": args.seed, "crop": args.crop,
             "max_images": args.max_images, "perceptual": args.perceptual,
-            "blur_noise": args.blur_noise, "methods": requested, "models": list(args.model), "threads": args.threads,
+            "blur_noise": args.blur_noise, "methods": requested, "models": model_paths, "threads": args.threads,
             "pnp_denoisers": list(args.pnp_denoiser),
             "command": "edge-restore-eval " + shlex.join(argv),
             "machine": f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPU(s), Python {platform.python_version()}",
@@ -775,6 +835,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         "images": [n for n, _ in images],
         "degradations": results_by_deg,
     }
+    for path in stale:  # the previous report's files go only once the new one is ready to be written
+        path.unlink()
     results["files"] = write_report(results, examples, args.out)
     return results
 
@@ -805,7 +867,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"edge-restore-eval: error: {exc}", file=sys.stderr)
         return 1
     print(summary(results))
-    print(f"report: {Path(args.out) / results['files']['report']}")
+    print(f"report: {Path(args.out) / results['files']['report']} (and {results['files']['html']})")
     return 0
 
 

@@ -6,6 +6,7 @@ be re-rendered from a saved results.json (without the crop figures, which need p
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import re
@@ -18,7 +19,38 @@ PLOT_NAME = "quality_vs_speed.png"
 PERCEPTION_PLOT_NAME = "perception_vs_distortion.png"
 RESULTS_NAME = "results.json"
 REPORT_NAME = "report.md"
+HTML_NAME = "report.html"
 CROP_SIDE = 128
+#: Every file a report writes: a report folder holding only these can be overwritten (--overwrite).
+REPORT_FILES = (REPORT_NAME, HTML_NAME, RESULTS_NAME, PLOT_NAME, PERCEPTION_PLOT_NAME)
+CROPS_PATTERN = "crops_*.png"
+
+
+class ReportFolderError(ValueError):
+    """The report folder cannot be used: not empty without --overwrite, or not only a report's files."""
+
+
+def report_files_in(out_dir: str | Path, overwrite: bool) -> list[Path]:
+    """The files of a previous report in `out_dir`, to remove before writing the new one.
+
+    A missing or empty folder gives []. A non-empty one is refused unless `overwrite`; even then
+    anything that a report does not write (other files, sub-folders) is refused rather than
+    deleted, so a mistyped --out never costs someone's files and no stale file mixes in.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ReportFolderError(f"--out {out} is a file, not a folder")
+    entries = sorted(out.iterdir()) if out.is_dir() else []
+    if not entries:
+        return []
+    if not overwrite:
+        raise ReportFolderError(f"report folder {out} is not empty; give a new folder, or --overwrite to replace "
+                                "the report in it")
+    foreign = [p for p in entries if not (p.is_file() and (p.name in REPORT_FILES or p.match(CROPS_PATTERN)))]
+    if foreign:
+        raise ReportFolderError(f"report folder {out} holds {foreign[0].name!r}, which is not a report file; "
+                                "--overwrite only replaces a previous report (give a new or empty folder)")
+    return entries
 
 
 def slug(text: str) -> str:
@@ -258,8 +290,91 @@ def plot_crops(example: dict[str, Any], title: str, path: Path, side: int = CROP
     plt.close(fig)
 
 
+HTML_STYLE = """body { font-family: system-ui, sans-serif; max-width: 72rem; margin: 2rem auto; padding: 0 1rem;
+  line-height: 1.45; color: #222; }
+table { border-collapse: collapse; margin: 0.5rem 0 1rem; font-size: 0.9rem; }
+th, td { border: 1px solid #ccc; padding: 0.2rem 0.5rem; }
+th { background: #f2f2f2; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+code { background: #f4f4f4; padding: 0 0.2rem; }
+img { max-width: 100%; }"""
+_IMAGE = re.compile(r"^!\[(?P<alt>[^\]]*)\]\((?P<src>[^)]+)\)$")
+
+
+def _inline(text: str) -> str:
+    """HTML of one line of the report's Markdown: `code`, **bold** and *italic*, everything escaped."""
+    parts = text.split("`")
+    out = []
+    for i, part in enumerate(parts):
+        if i % 2:  # inside backticks: literal
+            out.append(f"<code>{html.escape(part)}</code>")
+            continue
+        part = html.escape(part)
+        part = re.sub(r"\*\*(\S.*?\S|\S)\*\*", r"<strong>\1</strong>", part)
+        out.append(re.sub(r"\*(\S.*?\S|\S)\*", r"<em>\1</em>", part))
+    return "".join(out)
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def _table(lines: list[str]) -> list[str]:
+    """A Markdown table (header, |---|---:| rule, rows) as HTML; '---:' columns are right-aligned."""
+    numeric = [c.endswith(":") for c in _cells(lines[1])]
+
+    def row(cells: list[str], tag: str) -> str:
+        attrs = [' class="num"' if i < len(numeric) and numeric[i] else "" for i in range(len(cells))]
+        return "<tr>" + "".join(f"<{tag}{a}>{_inline(c)}</{tag}>" for a, c in zip(attrs, cells)) + "</tr>"
+
+    return ["<table>", row(_cells(lines[0]), "th"), *(row(_cells(ln), "td") for ln in lines[2:]), "</table>"]
+
+
+def markdown_to_html(markdown: str, title: str = "edge-restore evaluation") -> str:
+    """A self-contained HTML page of the report's Markdown.
+
+    Handles exactly what render_markdown writes (headings, bullet lists, tables, images on their
+    own line, paragraphs, inline code and emphasis): no Markdown package is needed, and images
+    stay relative links to the files beside the report.
+    """
+    body: list[str] = []
+    lines = markdown.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if not line.strip():
+            i += 1
+        elif line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            body.append(f"<h{level}>{_inline(line[level:].strip())}</h{level}>")
+            i += 1
+        elif line.startswith("|"):
+            j = i
+            while j < len(lines) and lines[j].startswith("|"):
+                j += 1
+            body += _table(lines[i:j])
+            i = j
+        elif line.startswith("- "):
+            body.append("<ul>")
+            while i < len(lines) and lines[i].startswith("- "):
+                body.append(f"<li>{_inline(lines[i][2:])}</li>")
+                i += 1
+            body.append("</ul>")
+        elif match := _IMAGE.match(line.strip()):
+            src, alt = html.escape(match["src"], quote=True), html.escape(match["alt"], quote=True)
+            body.append(f'<p><img src="{src}" alt="{alt}"></p>')
+            i += 1
+        else:
+            body.append(f"<p>{_inline(line)}</p>")
+            i += 1
+    return "\n".join(["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+                      f"<title>{html.escape(title)}</title>", f"<style>\n{HTML_STYLE}\n</style>", "</head>", "<body>",
+                      *body, "</body>", "</html>", ""])
+
+
 def write_report(results: dict[str, Any], examples: dict[str, dict[str, Any]], out_dir: str | Path) -> dict[str, Any]:
-    """Write report.md, results.json, the quality-vs-speed plot and one crops PNG per degradation.
+    """Write report.md (and the same as report.html), results.json, the quality-vs-speed plot and
+    one crops PNG per degradation.
 
     `examples` maps a degradation spec to {"image", "clean", "degraded", "outputs": {method: img},
     "psnr": {method: dB}} for the first image. Returns the names of the files written (relative to
@@ -277,8 +392,10 @@ def write_report(results: dict[str, Any], examples: dict[str, dict[str, Any]], o
         h, w = centre_crop(example["clean"], CROP_SIDE).shape[:2]
         plot_crops(example, f"{spec}: {example['image']}, {w}x{h} centre crop (PSNR of the whole image)", out / name)
         figures["crops"][spec] = name
-    files = {"report": REPORT_NAME, "results": RESULTS_NAME, **figures}
+    files = {"report": REPORT_NAME, "html": HTML_NAME, "results": RESULTS_NAME, **figures}
     results = {**results, "files": files}
-    (out / REPORT_NAME).write_text(render_markdown(results, figures))
+    markdown = render_markdown(results, figures)
+    (out / REPORT_NAME).write_text(markdown, encoding="utf-8")
+    (out / HTML_NAME).write_text(markdown_to_html(markdown), encoding="utf-8")
     write_json(results, out / RESULTS_NAME)
     return files
