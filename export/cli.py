@@ -15,12 +15,50 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import warnings
 
 from edge_runtime.contract import DEFAULT_OVERLAP, DEFAULT_TILE
 
 from .onnx_to_tf import DEFAULT_UPSAMPLE, UPSAMPLE_OPS
 from .pipeline import ExportConfig, export_all
+from .quiet import QUIET_LEVEL, held_stderr
+
+
+#: TensorFlow's C++ log level when not verbose: 2 keeps errors, drops INFO and WARNING lines.
+QUIET_TF_CPP_LEVEL = str(QUIET_LEVEL)
+#: Python loggers of the converters that narrate every pass; kept to errors unless -v.
+CHATTY_LOGGERS = ("tensorflow", "absl", "onnxscript", "onnx_ir", "onnx", "torch.onnx", "torch.export", "torch._export")
+#: Modules whose Python warnings (deprecations inside the exporters) are hidden unless -v.
+CHATTY_MODULES = r"(tensorflow|keras|absl|onnx|onnxscript|onnx_ir|torch\.onnx|torch\.export|torch\._export)(\.|$)"
+
+
+def configure_logging(verbose: bool) -> None:
+    """Our own lines ("wrote ...", the scale audit) always; converter chatter only when `verbose`.
+
+    Must run before TensorFlow is imported: its C++ log level is read once, from the environment.
+    A TF_CPP_MIN_LOG_LEVEL the user set is kept.
+    """
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+    logging.getLogger(__package__).setLevel(logging.INFO)  # export or edge_restore.export
+    if verbose:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", QUIET_TF_CPP_LEVEL)
+    with held_stderr():  # the import's own C++ lines ignore that level
+        try:
+            import tensorflow  # noqa: F401
+        except ImportError:
+            pass  # the conversion step names what is missing
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        from absl import logging as absl_logging  # comes with TensorFlow; its Python side logs at INFO
+    except ImportError:
+        pass
+    else:
+        absl_logging.set_verbosity(absl_logging.ERROR)
+    warnings.filterwarnings("ignore", module=CHATTY_MODULES)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,12 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "the same values, kept inside XNNPACK on CPUs: one graph partition, a few %% faster) or "
                         "resize (RESIZE_NEAREST_NEIGHBOR, which XNNPACK leaves to TFLite's own kernel; the op "
                         "Coral documents for the Edge TPU; default %(default)s)")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="also show the converters' own log (TensorFlow, ONNX, torch exporter); default: only "
+                        "this tool's lines, warnings and errors")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    configure_logging(args.verbose)
     cfg = ExportConfig(checkpoint=args.checkpoint, out_dir=args.out, name=args.name, tile=args.tile, overlap=args.overlap,
                        io_dtype=args.io, dynamic_onnx=args.dynamic_onnx, ptq=args.ptq, ptq_data=args.ptq_data,
                        ptq_samples=args.ptq_samples, upsample=args.upsample)

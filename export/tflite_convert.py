@@ -17,6 +17,7 @@ from edge_runtime.contract import ModelContract
 
 from .metadata import stamp_tflite
 from .onnx_to_tf import DEFAULT_UPSAMPLE, tf_function_from_onnx
+from .quiet import console, held_stderr
 from .tflite_rewrite import split_hard_swish
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ def _converter(onnx_model: onnx.ModelProto, contract: ModelContract, workdir: st
 
 
 def _convert(onnx_model: onnx.ModelProto, contract: ModelContract, configure: Callable, upsample: str) -> bytes:
-    with tempfile.TemporaryDirectory(prefix="edge-restore-tf-") as workdir:
+    with tempfile.TemporaryDirectory(prefix="edge-restore-tf-") as workdir, held_stderr():
         converter = _converter(onnx_model, contract, workdir, upsample)
         configure(converter)
         return bytes(converter.convert())
@@ -90,12 +91,20 @@ def tflite_int8_ptq(float_model: onnx.ModelProto, contract: ModelContract, repre
                     io_dtype: str = "int8", upsample: str = DEFAULT_UPSAMPLE) -> bytes:
     """Post-training quantization from the float graph, calibrated on `representative` NHWC tiles."""
     import tensorflow as tf
+    from tqdm import tqdm
 
     samples = [np.asarray(s, np.float32) for s in representative]
 
+    def calibration():
+        # The converter runs the float model on every tile (minutes on a board-size model): a bar,
+        # on a terminal only (disable=None is tqdm's TTY check).
+        bar = tqdm(samples, desc="ptq calibration", unit="tile", dynamic_ncols=True, file=console(), disable=None)
+        for s in bar:
+            yield [s]
+
     def configure(c) -> None:
         c.optimizations = [tf.lite.Optimize.DEFAULT]
-        c.representative_dataset = lambda: ([s] for s in samples)
+        c.representative_dataset = calibration
         c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         _set_io(c, io_dtype)
 

@@ -1,6 +1,8 @@
 """Export end to end on a tiny QAT model: ONNX float/QDQ, TFLite float/FP16/INT8/PTQ, audit, parity."""
 
 import json
+import os
+import re
 
 import numpy as np
 import onnx
@@ -220,3 +222,43 @@ def test_quant_sensitivity_leaves_each_point_out_once(exported, capsys):
     with pytest.raises(SystemExit):
         script.main([str(root / "float" / "best.pt"), "--count", "1", "--tile", str(TILE)])
     assert "not a QAT checkpoint" in capsys.readouterr().err
+
+
+def _export_subprocess(checkpoint, out, *extra):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # the tool's own default
+    return subprocess.run([sys.executable, "-m", "export", str(checkpoint), "--out", str(out), "--name", "tiny",
+                           "--tile", str(TILE), "--overlap", "4", *extra], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1], env=env, timeout=600)
+
+
+TF_LOG_LINE = re.compile(r"^[IWE]\d{4} [\d:. ]+\d+ \S+:\d+\]", re.MULTILINE)  # glog/absl: I0000 00:00:... x.cc:12]
+
+
+def test_export_help_offers_verbose():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "export", "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "-v, --verbose" in proc.stdout
+
+
+def test_export_log_is_quiet_by_default_and_chatty_with_verbose(exported, tmp_path):
+    root, _ = exported
+    proc = _export_subprocess(root / "qat" / "best.pt", tmp_path / "quiet", "--ptq", "--ptq-samples", "2")
+    assert proc.returncode == 0, proc.stderr
+    err = proc.stderr
+    assert not TF_LOG_LINE.search(err), err  # no TensorFlow INFO/WARNING lines
+    for chatter in ("Reading SavedModel", "oneDNN", "absl::InitializeLog", "fully_quantize", "Replaced initializer",
+                    "Assets written to", "torchvision is not installed"):
+        assert chatter not in err, chatter
+    # what is left: one line per file written and the scale audit
+    assert err.count("wrote ") == 6 and "scale audit: " in err and len(err.splitlines()) == 7, err
+    assert (tmp_path / "quiet" / "tiny_int8_ptq.tflite").is_file()
+
+    verbose = _export_subprocess(root / "qat" / "best.pt", tmp_path / "verbose", "-v")
+    assert verbose.returncode == 0
+    assert TF_LOG_LINE.search(verbose.stderr) and "Reading SavedModel" in verbose.stderr

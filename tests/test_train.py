@@ -211,3 +211,42 @@ def test_warm_start_refuses_another_shape_and_init_from(float_run, tmp_path, cap
     assert "cannot warm-start" in capsys.readouterr().err
     assert train_main([*TINY, *args, "--init-from", str(float_run / "best.pt")]) == 1
     assert "exclude each other" in capsys.readouterr().err
+
+
+class _Terminal:
+    """A stderr that says it is a terminal (tqdm draws bars only on one)."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def write(self, s: str) -> int:
+        self.text += s
+        return len(s)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_qat_calibration_shows_progress_on_a_terminal(monkeypatch):
+    import sys
+
+    from train.data import PatchConfig, PatchSampler
+    from train.degradations import DegradationConfig
+    from train.model import build_restorer
+    from train.quant import quant_mode
+    from train.train import calibrate
+
+    sampler = PatchSampler([], DegradationConfig(), PatchConfig(patch=32, batch=2, dead_leaves_prob=1.0), 3)
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    model = build_restorer("tiny")
+    calibrate(model, sampler, 3)
+    assert "qat calibration" in terminal.text and "3/3" in terminal.text
+    assert quant_mode(model) == "quant"
+    other_rank = _Terminal()
+    monkeypatch.setattr(sys, "stderr", other_rank)
+    calibrate(build_restorer("tiny"), sampler, 2, progress=False)  # DDP: only rank 0 draws
+    assert other_rank.text == ""

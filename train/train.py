@@ -217,17 +217,20 @@ def evaluate(model: Restorer, pairs: list[tuple[str, np.ndarray, np.ndarray]]) -
     return float(np.mean(scores))
 
 
-def calibrate(model: Restorer, sampler: PatchSampler, batches: int, percentile: float = 100.0) -> None:
+def calibrate(model: Restorer, sampler: PatchSampler, batches: int, percentile: float = 100.0,
+              progress: bool = True) -> None:
     """Observe activation ranges on training batches, freeze them, switch fake-quant on.
 
     `percentile` (in %) < 100 records each batch's central share of values instead of min/max.
-    Every rank observes the same batches, so every rank freezes the same ranges.
+    Every rank observes the same batches, so every rank freezes the same ranges. `progress` shows
+    a bar (on a terminal only: it is minutes on a large model and says nothing otherwise).
     """
     device = next(model.parameters()).device
     set_observer_percentile(model, percentile / 100.0)
     set_quant_mode(model, "observe")
     with torch.no_grad():
-        for i in range(batches):
+        for i in tqdm(range(batches), desc="qat calibration", unit="batch", dynamic_ncols=True,
+                      disable=None if progress else True):  # None: tqdm's own choice, off when not a TTY
             model(torch.from_numpy(sampler.batch(10_000_000 + i)[0]).to(device))
     freeze_ranges(model)
     set_quant_mode(model, "quant")
@@ -355,7 +358,7 @@ def _train(cfg: TrainConfig, ddp: Distributed, device: torch.device) -> Path:
 
     teacher = float_teacher(model) if cfg.distill else None
     if cfg.qat:
-        calibrate(model, sampler, cfg.calib_batches, cfg.calib_percentile)
+        calibrate(model, sampler, cfg.calib_batches, cfg.calib_percentile, progress=ddp.is_main)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp and device.type == "cuda")
     amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
