@@ -88,6 +88,9 @@ KERNEL_THRESHOLD = 0.05
 #: Connected components (8-neighbour) of the kernel holding less than this share of the mass are
 #: removed: shake is one connected path, isolated specks are noise (Pan et al.: 0.1).
 KERNEL_MIN_COMPONENT = 0.1
+#: The L0 weight never drops below this times the noise variance ([0, 1] scale), so noise
+#: gradients are not kept as edges (about the 3-sigma gradient-noise level; development value).
+NOISE_LAMBDA_FACTOR = 10.0
 #: Smallest image side accepted, relative to the kernel side: fewer pixels than this cannot
 #: constrain the kernel's unknowns.
 MIN_IMAGE_TO_KERNEL = 2
@@ -287,3 +290,202 @@ def estimate_linear_motion(image: np.ndarray, min_length: float = 3, max_length:
     fits = [_refine_motion(fit, L, a, min_length, max_length) for L, a in candidates]
     length, angle, _ = max(fits, key=lambda f: f[2])
     return length, angle % 180.0
+
+
+# --------------------------------------------------------------------------------------------
+# General kernels: coarse-to-fine L0-gradient MAP
+# --------------------------------------------------------------------------------------------
+
+
+def _resize_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """n_out x n_in linear-interpolation weights, widened when shrinking (anti-aliased, like imresize)."""
+    scale = n_out / n_in
+    x = (np.arange(n_out) + 0.5) / scale - 0.5  # input coordinate of each output pixel centre
+    width = max(1.0, 1.0 / scale)
+    weights = np.maximum(0.0, 1.0 - np.abs(x[:, None] - np.arange(n_in)[None, :]) / width)
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
+def _resize(plane: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    return _resize_matrix(plane.shape[0], shape[0]) @ plane @ _resize_matrix(plane.shape[1], shape[1]).T
+
+
+def _otf(kernel: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """rfft2 of the kernel zero-padded to `shape` with its centre pixel rolled to (0, 0)."""
+    kh, kw = kernel.shape
+    z = np.zeros(shape)
+    z[:kh, :kw] = kernel
+    return np.fft.rfft2(np.roll(z, (-((kh - 1) // 2), -((kw - 1) // 2)), axis=(0, 1)))
+
+
+def _gradients(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Circular forward differences (x, y), consistent with the FFT's periodic model."""
+    return np.roll(plane, -1, axis=1) - plane, np.roll(plane, -1, axis=0) - plane
+
+
+def _l0_latent(padded: np.ndarray, kernel: np.ndarray, lam: float) -> np.ndarray:
+    """argmin_x |k * x - y|^2 + lam |grad x|_0 by half-quadratic splitting (Xu et al. 2013).
+
+    Auxiliary gradients g: for fixed x, g = grad x where |grad x|^2 >= lam / beta, else 0; for
+    fixed g, x = F^-1[(conj K Y + beta (conj Dx Gx + conj Dy Gy)) / (|K|^2 + beta |D|^2)]; beta
+    grows geometrically so the support of the edges freezes as the penalty tightens.
+    """
+    shape = padded.shape
+    K = _otf(kernel, shape)
+    Dx = _otf(np.array([[1.0, -1.0, 0.0]]), shape)  # x[j+1] - x[j] (the centre is index 1), as _gradients
+    Dy = _otf(np.array([[1.0], [-1.0], [0.0]]), shape)
+    KtY = np.conj(K) * np.fft.rfft2(padded)
+    K2, D2 = np.abs(K) ** 2, np.abs(Dx) ** 2 + np.abs(Dy) ** 2
+    x = padded
+    beta = 2 * lam
+    while beta < HQS_BETA_MAX:
+        gx, gy = _gradients(x)
+        flat = gx**2 + gy**2 < lam / beta
+        gx[flat] = 0.0
+        gy[flat] = 0.0
+        num = KtY + beta * (np.conj(Dx) * np.fft.rfft2(gx) + np.conj(Dy) * np.fft.rfft2(gy))
+        x = np.fft.irfft2(num / (K2 + beta * D2), s=shape)
+        beta *= HQS_KAPPA
+    return x
+
+
+def _kernel_least_squares(latent: np.ndarray, blurred: np.ndarray, size: int) -> np.ndarray:
+    """argmin_k sum_d |k * d x - d y|^2 + gamma |k|^2 over a size x size support (unconstrained).
+
+    Normal equations M k = b with M[i, j] = R(d_i - d_j) and b[i] = C(d_i), where R is the
+    autocorrelation of the latent's gradients, C their cross-correlation with the blurred image's
+    gradients (both one FFT product) and d the kernel offsets; solved exactly (size^2 unknowns).
+    """
+    shape = latent.shape
+    Sx, Sy = (np.fft.rfft2(g) for g in _gradients(latent))
+    Bx, By = (np.fft.rfft2(g) for g in _gradients(blurred))
+    R = np.fft.irfft2(np.abs(Sx) ** 2 + np.abs(Sy) ** 2, s=shape)
+    C = np.fft.irfft2(np.conj(Sx) * Bx + np.conj(Sy) * By, s=shape)
+    offsets = np.arange(size) - (size - 1) // 2
+    dy = np.repeat(offsets, size)
+    dx = np.tile(offsets, size)
+    M = R[(dy[:, None] - dy[None, :]) % shape[0], (dx[:, None] - dx[None, :]) % shape[1]]
+    gamma = KERNEL_TIKHONOV * latent.size / 1e4
+    M[np.diag_indices_from(M)] += gamma
+    b = C[dy % shape[0], dx % shape[1]]
+    return np.linalg.solve(M, b).reshape(size, size)
+
+
+def _components(mask: np.ndarray) -> list[np.ndarray]:
+    """8-connected components of a small boolean mask, as lists of flat indices."""
+    h, w = mask.shape
+    seen = np.zeros_like(mask)
+    out = []
+    for start in np.flatnonzero(mask):
+        if seen.flat[start]:
+            continue
+        seen.flat[start] = True
+        stack, members = [start], []
+        while stack:
+            p = stack.pop()
+            members.append(p)
+            r, c = divmod(p, w)
+            for rr in range(max(r - 1, 0), min(r + 2, h)):
+                for cc in range(max(c - 1, 0), min(c + 2, w)):
+                    if mask[rr, cc] and not seen[rr, cc]:
+                        seen[rr, cc] = True
+                        stack.append(rr * w + cc)
+        out.append(np.array(members))
+    return out
+
+
+def _clean_kernel(kernel: np.ndarray) -> np.ndarray:
+    """Positivity, small values to zero, weak isolated specks removed, sum 1."""
+    k = np.clip(kernel, 0.0, None)
+    if k.max() <= 0:
+        return _delta(kernel.shape[0])
+    k[k < KERNEL_THRESHOLD * k.max()] = 0.0
+    total = k.sum()
+    for members in _components(k > 0):
+        if k.flat[members].sum() < KERNEL_MIN_COMPONENT * total:
+            k.flat[members] = 0.0
+    return k / k.sum()
+
+
+def _delta(size: int) -> np.ndarray:
+    k = np.zeros((size, size))
+    k[(size - 1) // 2, (size - 1) // 2] = 1.0
+    return k
+
+
+def _recentre(kernel: np.ndarray) -> np.ndarray:
+    """Shift by whole pixels so the centre of mass lands on the centre pixel (within half a pixel).
+
+    Blind deconvolution cannot tell a kernel from its translate (the image moves instead); the
+    centre of mass is the convention edge_runtime.kernels uses. Mass shifted past the edge is lost.
+    """
+    size = kernel.shape[0]
+    c = (size - 1) // 2
+    idx = np.arange(size)
+    total = kernel.sum()
+    sy = int(round(c - (kernel.sum(axis=1) @ idx) / total))
+    sx = int(round(c - (kernel.sum(axis=0) @ idx) / total))
+    out = np.zeros_like(kernel)
+    src_y = slice(max(0, -sy), min(size, size - sy))
+    src_x = slice(max(0, -sx), min(size, size - sx))
+    dst_y = slice(max(0, sy), min(size, size + sy))
+    dst_x = slice(max(0, sx), min(size, size + sx))
+    out[dst_y, dst_x] = kernel[src_y, src_x]
+    return out / out.sum()
+
+
+def _pyramid(kernel_size: int) -> list[tuple[float, int]]:
+    """(image scale, odd kernel side) per level, coarsest first (Pan et al.'s schedule)."""
+    levels = max(int(math.floor(math.log(COARSEST_KERNEL / kernel_size) / math.log(PYRAMID_RATIO))), 0) + 1
+    out = []
+    for i in range(levels - 1, -1, -1):
+        scale = PYRAMID_RATIO**i
+        side = int(math.ceil(kernel_size * scale))
+        out.append((scale, side + 1 - side % 2))
+    return out
+
+
+def _estimate_on_level(grey: np.ndarray, kernel: np.ndarray, lam: float, lam_floor: float) -> tuple[np.ndarray, float]:
+    """ITERATIONS_PER_LEVEL alternations of the latent image and the kernel on one pyramid level."""
+    size = kernel.shape[0]
+    for _ in range(ITERATIONS_PER_LEVEL):
+        padded = edge_taper_pad(grey[..., None].astype(np.float32), kernel, size)[..., 0]
+        latent = _l0_latent(padded, kernel, lam)
+        kernel = _clean_kernel(_kernel_least_squares(latent, padded, size))
+        lam = max(lam / LAMBDA_DECAY, lam_floor)
+    return kernel, lam
+
+
+def estimate_kernel(image: np.ndarray, kernel_size: int = 31, *, crop: int = DEFAULT_CROP,
+                    noise_sigma: float | None = None) -> np.ndarray:
+    """Blind kernel estimate: float64, odd kernel_size x kernel_size, non-negative, sum 1, centred.
+
+    `image` is HxW or HxWxC (C = 1 or 3), float in [0, 1] (or uint8 / uint16), blurred by one
+    shift-invariant kernel no larger than `kernel_size`. The estimate runs on the grey
+    `crop` x `crop` window with the most edge content. `noise_sigma` (0-255 scale; None estimates
+    it) sets the floor of the L0 weight, so noise is not taken for edges. The centre of mass lies
+    within half a pixel of the centre pixel ((kernel_size - 1) // 2). Raises KernelError (one
+    line) on a bad size, a non-finite image or one too small for the kernel.
+    """
+    if isinstance(kernel_size, bool) or not isinstance(kernel_size, (int, np.integer)) or kernel_size < 3 or kernel_size % 2 == 0:
+        raise KernelError(f"estimate: kernel size must be an odd integer >= 3, got {kernel_size!r}")
+    if not isinstance(crop, (int, np.integer)) or crop < MIN_IMAGE_TO_KERNEL * kernel_size:
+        raise KernelError(f"estimate: crop must be an integer >= {MIN_IMAGE_TO_KERNEL * kernel_size} px for a {kernel_size} px kernel, got {crop!r}")
+    if noise_sigma is not None and not (math.isfinite(noise_sigma) and noise_sigma >= 0):
+        raise KernelError(f"estimate: noise sigma must be a finite number >= 0, got {noise_sigma}")
+    grey = _grey(image, MIN_IMAGE_TO_KERNEL * kernel_size, "estimate")
+    region = _edge_richest_crop(grey, int(crop))
+    if noise_sigma is None:
+        noise_sigma = estimate_noise_sigma(region[..., None])
+    lam_floor = max(LAMBDA_MIN, NOISE_LAMBDA_FACTOR * (noise_sigma / 255.0) ** 2)
+    lam = LAMBDA_START
+    kernel = None
+    for scale, side in _pyramid(kernel_size):
+        shape = (max(int(round(region.shape[0] * scale)), 2 * side), max(int(round(region.shape[1] * scale)), 2 * side))
+        level = _resize(region, shape)
+        if kernel is None:
+            kernel = _delta(side)
+        else:
+            kernel = _recentre(_clean_kernel(_resize(kernel, (side, side))))
+        kernel, lam = _estimate_on_level(level, kernel, lam, lam_floor)
+    return _recentre(_clean_kernel(kernel))
