@@ -121,8 +121,9 @@ def sweep_gopro(kernel_size: int, crop: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global DATA
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--data", type=Path, default=None, help=f"datasets folder (default {DATA})")
     ap.add_argument("--motion-cases", type=int, default=24, help="linear-motion cases (0 skips)")
     ap.add_argument("--kernel-sets", default="levin09_npy", help="comma list under blur_kernels/ ('' skips)")
     ap.add_argument("--images", type=int, default=8, help="photos (Set14 then held-out CBSD432)")
@@ -131,8 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gopro", action="store_true", help="also the two real GoPro pairs")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    global DATA
-    DATA = args.data
+    DATA = args.data or DATA
     rng = np.random.default_rng(args.seed)
     images = photos(DATA, args.images, args.crop)
     if args.motion_cases:
