@@ -68,3 +68,33 @@ def test_bad_images_raise_one_line_kernel_error(bad):
 def test_bad_parameters_raise_kernel_error(kwargs):
     with pytest.raises(KernelError):
         estimate_kernel(np.zeros((128, 128), np.float32), **{"kernel_size": 15, **kwargs})
+
+
+def test_kernel_normal_equations_match_the_dense_solve():
+    # the FFT-convolution operator is the dense normal matrix M[i, j] = R(d_i - d_j) + gamma, and
+    # conjugate gradients reach its exact solution; the masked solve leaves the unknowns off the mask at 0
+    from edge_runtime import kernel_estimation as ke
+
+    rng = np.random.default_rng(3)
+    latent = rng.normal(size=(40, 36))
+    blurred = rng.normal(size=(40, 36))
+    size = 5
+    eq = ke._KernelNormalEquations(latent, blurred, size, 2.0)
+    dense = np.stack([eq.apply(e.reshape(size, size)).ravel() for e in np.eye(size * size)], axis=1)
+    assert np.allclose(dense, dense.T, atol=1e-9)
+    exact = np.linalg.solve(dense, eq.b.ravel()).reshape(size, size)
+    assert np.allclose(eq.solve(np.zeros((size, size)), 200), exact, atol=1e-6)
+    mask = np.zeros((size, size), bool)
+    mask[1:4, 2] = True
+    sub = np.linalg.solve(dense[np.ix_(mask.ravel(), mask.ravel())], eq.b.ravel()[mask.ravel()])
+    got = eq.solve(np.zeros((size, size)), 50, mask=mask)
+    assert np.all(got[~mask] == 0) and np.allclose(got[mask], sub, atol=1e-6)
+    # and the exact solution minimises the least squares it stands for (circular convolutions)
+
+    def objective(k):
+        K = ke._otf(k, latent.shape)
+        return sum(np.sum((np.fft.irfft2(np.fft.rfft2(s) * K, s=latent.shape) - t) ** 2)
+                   for s, t in zip(ke._gradients(latent), ke._gradients(blurred))) + eq.gamma * np.sum(k**2)
+
+    best = objective(exact)
+    assert all(objective(exact + 1e-3 * rng.normal(size=exact.shape)) > best for _ in range(5))
