@@ -21,10 +21,13 @@ Two methods:
   (1) the latent image: min_x |k * x - y|^2 + lambda |grad x|_0 by half-quadratic splitting in
       the Fourier domain, and
   (2) the kernel: min_k sum_d |k * d x - d y|^2 + gamma |k|^2 over the kernel's support in the
-      gradient domain, the normal equations built from FFT auto/cross-correlations and solved
-      exactly, then positivity, thresholding of small values, removal of weak isolated
-      components and renormalisation,
-  with lambda decreasing; the kernel is upsampled to the next, finer level and recentred.
+      gradient domain, the normal equations built from FFT auto/cross-correlations and solved by
+      warm-started conjugate gradients (the matrix applied as a small FFT convolution), then
+      positivity, thresholding of small values, removal of weak isolated components and
+      renormalisation,
+  with lambda decreasing; the kernel is upsampled to the next, finer level and recentred. A last
+  full-resolution pass recomputes the latent image with the final kernel and re-solves the kernel
+  over its (slightly grown) support with an active-set positivity constraint.
 
 Both work on one grey crop (the one with the most edge content) so the cost is bounded whatever
 the image size. Kernels follow edge_runtime.kernels: odd sides, centred on ((h-1)//2, (w-1)//2),
