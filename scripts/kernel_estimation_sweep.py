@@ -48,10 +48,16 @@ def psnr_of(mse: float) -> float:
     return float(-10 * np.log10(max(mse, 1e-12)))
 
 
-def photos(data: Path, count: int, crop: int) -> list[tuple[str, np.ndarray]]:
-    """Centre crops: Set14 first, then held-out CBSD432."""
-    paths = sorted((data / "Set14").glob("*"))
-    paths += [p for p in sorted((data / "CBSD432").glob("*")) if is_held_out(p)]
+def photos(data: Path, count: int, crop: int, tune: bool = False) -> list[tuple[str, np.ndarray]]:
+    """Centre crops: Set14 first, then held-out CBSD432 (the check); with `tune`, the CBSD432
+    photos that are NOT held out, in a fixed shuffled order (the set estimate_kernel's settings
+    were chosen on)."""
+    if tune:
+        paths = [p for p in sorted((data / "CBSD432").glob("*")) if not is_held_out(p)]
+        paths = [paths[i] for i in np.random.default_rng(1).permutation(len(paths))]
+    else:
+        paths = sorted((data / "Set14").glob("*"))
+        paths += [p for p in sorted((data / "CBSD432").glob("*")) if is_held_out(p)]
     out = []
     for p in paths:
         img = load_image(p)
@@ -131,10 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kernel-size", type=int, default=31)
     ap.add_argument("--gopro", action="store_true", help="also the two real GoPro pairs")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tune", action="store_true", help="non-held-out CBSD432 photos instead (for choosing settings)")
     args = ap.parse_args(argv)
     DATA = args.data or DATA
     rng = np.random.default_rng(args.seed)
-    images = photos(DATA, args.images, args.crop)
+    images = photos(DATA, args.images, args.crop, args.tune)
     if args.motion_cases:
         sweep_motion(images, args.motion_cases, rng)
     sets = [s for s in args.kernel_sets.split(",") if s]
