@@ -617,6 +617,38 @@ def test_signed_16bit_tiff_is_named_correctly(tmp_path):
         imageio.read_image(path)
 
 
+@pytest.mark.parametrize("byteorder, compression", [("<", "zlib"), (">", None)])
+def test_gray_alpha_16bit_tiff_is_read_with_its_alpha(tmp_path, int8_model, byteorder, compression):
+    """A valid 16-bit gray + alpha TIFF (Pillow cannot open it) is read at 16 bits, its alpha
+    passed through to the restored 16-bit gray + alpha TIFF (it was refused as "corrupt")."""
+    tifffile = pytest.importorskip("tifffile")  # an independent writer, for the test only
+    rng = np.random.default_rng(17)
+    planes = rng.integers(0, 65536, (21, 26, 2), dtype=np.uint16)
+    path = tmp_path / "la16.tif"
+    tifffile.imwrite(path, planes, byteorder=byteorder, photometric="minisblack", extrasamples=["unassalpha"],
+                     compression=compression, predictor=2 if compression else None)
+    picture = imageio.read_image(path)
+    np.testing.assert_array_equal(picture.color[..., 0], planes[..., 0])
+    np.testing.assert_array_equal(picture.alpha, planes[..., 1])
+    assert main(["-m", str(int8_model), str(path), "-q"]) == 0
+    restored = tifffile.imread(tmp_path / "la16_restored.tif")
+    assert restored.dtype == np.uint16 and restored.shape == (21, 26, 2)
+    np.testing.assert_array_equal(restored[..., 1], planes[..., 1])
+
+
+def test_gray_alpha_16bit_tiff_bomb_and_truncation_are_refused(tmp_path):
+    """The gray + alpha path keeps the pixel cap (from the header) and refuses a cut file."""
+    tifffile = pytest.importorskip("tifffile")
+    path = tmp_path / "la16.tif"
+    tifffile.imwrite(path, np.zeros((64, 64, 2), np.uint16), photometric="minisblack", extrasamples=["unassalpha"])
+    with pytest.raises(InputImageError, match="exceeds the limit"):
+        imageio.read_image(path, max_pixels=1000)
+    data = path.read_bytes()
+    hostile.write(tmp_path / "cut.tif", data[: len(data) - 100])
+    with pytest.raises(InputImageError, match="cannot decode image"):
+        imageio.read_image(tmp_path / "cut.tif")
+
+
 def _signed_tiff() -> bytes:
     data = bytearray(hostile.encode(np.arange(20, dtype=np.uint16).reshape(4, 5), "TIFF"))
     ifd = struct.unpack_from("<I", data, 4)[0]
