@@ -7,8 +7,8 @@ Rules (also in `edge-restore --help`):
   back where the output format can hold them (JPEG, PNG, TIFF, WebP).
 * 16-bit PNG and TIFF stay 16-bit: they are processed as float and written back at 16 bits (RGB(A)
   and gray+alpha PNGs, RGB(A) and gray+alpha TIFFs through the numpy codecs in png16/tiff16, as
-  Pillow would drop
-  them to 8 bits or, for gray+alpha TIFF, not open them). A 16-bit image written as JPEG/WebP/BMP is reduced to 8 bits with a warning.
+  Pillow would drop them to 8 bits, or not open gray+alpha TIFFs at all). A 16-bit image written
+  as JPEG/WebP/BMP is reduced to 8 bits with a warning.
 * Grayscale stays grayscale: it goes through a colour model with the gray value replicated to
   3 channels, and the 3 output channels are averaged back to 1 (see tiling.Tiler).
 * Alpha is passed through untouched (only the colour channels are restored). JPEG cannot hold
