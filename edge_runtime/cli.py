@@ -281,6 +281,7 @@ class Job:
     megapixels: float = 0.0
     noise_sigma: float | None = None  # --classic without --noise-sigma: the sigma estimated for this image
     deblur: dict | None = None  # --model with --kernel: the kernel and schedule this image used
+    stage: str = ""  # what is being done to the image, for an out-of-memory message (not in the manifest)
 
     def manifest(self) -> dict:
         entry = {
@@ -716,12 +717,31 @@ def _fail(job: Job, exc: EdgeRestoreError) -> None:
     job.status, job.error, job.exit_code = "error", str(exc), exc.exit_code
 
 
+def out_of_memory(job: Job) -> InputImageError:
+    """The error (65) for a MemoryError while a job ran: what was being done, and to how big an image.
+
+    Not "lower --max-pixels": that limit is checked from the header, and an image under it (a
+    1 x 300000 panorama, issue 18) ran out of memory for other reasons than its pixel count.
+    """
+    return InputImageError(f"{job.input}: out of memory while {job.stage or 'processing it'}: "
+                           "this machine has too little free memory for it")
+
+
+def _read_for(job: Job, max_pixels: int) -> Picture:
+    """read_image for a job, recording the stages an out-of-memory error names."""
+    job.stage = "decoding it"
+    picture = read_image(job.input, max_pixels=max_pixels)
+    mib = (picture.color.nbytes + (picture.alpha.nbytes if picture.alpha is not None else 0)) / 2**20
+    job.stage = f"restoring its {picture.width}x{picture.height} pixels ({mib:.0f} MiB decoded)"
+    return picture
+
+
 def _fail_unexpected(job: Job, exc: BaseException) -> None:
     """Fail a job for any exception from reading, restoring or writing it (a bad file must not stop the batch)."""
     if isinstance(exc, EdgeRestoreError):
         _fail(job, exc)
     elif isinstance(exc, MemoryError):
-        _fail(job, errors.InputImageError(f"{job.input}: out of memory (try a smaller --max-pixels)"))
+        _fail(job, out_of_memory(job))
     else:
         _fail(job, EdgeRestoreError(f"{job.input}: unexpected {type(exc).__name__}: {exc}"))
         job.exit_code = errors.EXIT_BAD_IMAGE
@@ -742,7 +762,7 @@ def restore_file(
     restored in place (the tiler keeps a copy of the few rows that must be read after being
     overwritten): one image in memory instead of two (issue 4: a 48 MP photo on a board).
     """
-    picture: Picture = read_image(job.input, max_pixels=max_pixels)
+    picture: Picture = _read_for(job, max_pixels)
     restored = picture.color if job.compare is None else np.empty_like(picture.color)
     tiler = model.tiler(picture.height, picture.width, picture.color.shape[2])
     tiler.run(picture.color, model.run_tile, out=restored, progress=progress, run_pixels=model.pixel_runner)
@@ -851,7 +871,7 @@ def restore_file_pnp(
     png_level: int = DEFAULT_PNG_LEVEL, handoff: WriteHandoff | None = None,
 ) -> DeblurInfo:
     """Read, deconvolve (plug-and-play, the model as the prior) and write one job's image."""
-    picture: Picture = read_image(job.input, max_pixels=max_pixels)
+    picture: Picture = _read_for(job, max_pixels)
     kernel = run.kernel if run.kernel is not None else run.spec
     restored, info = deblur_with_info(picture.color, kernel, model, run.sigma, schedule=run.schedule,
                                       progress=progress)
@@ -877,7 +897,7 @@ def restore_file_classic(
     `progress` is called once, after it: a stop request abandons the file there, before writing,
     as the tiled path abandons it at its next tile.
     """
-    picture: Picture = read_image(job.input, max_pixels=max_pixels)
+    picture: Picture = _read_for(job, max_pixels)
     sigma = run.sigma
     if sigma is None and run.uses_sigma:
         try:
@@ -910,6 +930,7 @@ def write_restored(job: Job, picture: Picture, restored: np.ndarray, quality: in
     """
     result = replace(picture, color=restored)
     assert job.output is not None
+    job.stage = f"writing {job.output.name} ({picture.width}x{picture.height} pixels)"
     try:
         job.output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

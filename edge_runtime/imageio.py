@@ -6,8 +6,9 @@ Rules (also in `edge-restore --help`):
   (same result as PIL.ImageOps.exif_transpose). The rest of EXIF and the ICC profile are written
   back where the output format can hold them (JPEG, PNG, TIFF, WebP).
 * 16-bit PNG and TIFF stay 16-bit: they are processed as float and written back at 16 bits (RGB(A)
-  and gray+alpha PNGs, RGB(A) TIFFs through the numpy codecs in png16/tiff16, as Pillow would drop
-  them to 8 bits). A 16-bit image written as JPEG/WebP/BMP is reduced to 8 bits with a warning.
+  and gray+alpha PNGs, RGB(A) and gray+alpha TIFFs through the numpy codecs in png16/tiff16, as
+  Pillow would drop them to 8 bits, or not open gray+alpha TIFFs at all). A 16-bit image written
+  as JPEG/WebP/BMP is reduced to 8 bits with a warning.
 * Grayscale stays grayscale: it goes through a colour model with the gray value replicated to
   3 channels, and the 3 output channels are averaged back to 1 (see tiling.Tiler).
 * Alpha is passed through untouched (only the colour channels are restored). JPEG cannot hold
@@ -328,6 +329,10 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
             try:
                 im = Image.open(fh, formats=ALLOWED_FORMATS)  # lazy: reads the header only
             except UnidentifiedImageError:
+                if head[:4] in (b"II*\0", b"MM\0*"):
+                    picture = _read_tiff_pillow_refuses(p, fh, max_pixels)
+                    if picture is not None:
+                        return picture
                 size = _declared_size(head)
                 if size is not None and min(size) == 0:
                     raise InputImageError(f"{p}: image has no pixels ({size[0]}x{size[1]})") from None
@@ -354,6 +359,33 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
                     raise _decode_error(p, exc) from None
                 except Exception as exc:
                     raise _unexpected(p, exc) from None
+
+
+def _read_tiff_pillow_refuses(p: Path, fh: BinaryIO, max_pixels: int | None) -> Picture | None:
+    """A 16-bit gray + alpha TIFF (Pillow cannot open one) through tiff16, alpha passed through;
+    None for any other TIFF Pillow refused (the caller reports it as unreadable)."""
+    try:
+        tags = tiff16.first_page_tags(fh)
+    except tiff16.TiffError:
+        return None
+    if not tiff16.is_gray_alpha16(tags):
+        return None
+    try:
+        check_pixels(p, (int(tags[tiff16.WIDTH]), int(tags[tiff16.LENGTH])), max_pixels)
+        if not (tiff16.TILE_WIDTH not in tags and tags.get(tiff16.PLANAR, 1) == 1
+                and tags.get(tiff16.COMPRESSION, 1) in (1, 8, 32946) and tags.get(tiff16.PREDICTOR, 1) in (1, 2)):
+            raise InputImageError(f"{p}: this 16-bit gray + alpha TIFF layout (tiles, planes, or compression "
+                                  f"{tags.get(tiff16.COMPRESSION, 1)}) is not supported")
+        pixels = tiff16.gray_alpha(tiff16.decode(_whole_file(fh), tags, tags._endian), tags)
+    except (KeyError, TypeError, tiff16.TiffError) as exc:
+        raise _decode_error(p, exc) from None
+    orientation = tags.get(0x0112, 1)
+    orientation = orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
+    icc = tags.get(tiff16.ICC)
+    return Picture(color=apply_orientation(np.ascontiguousarray(pixels[..., :1]), orientation),
+                   alpha=apply_orientation(np.ascontiguousarray(pixels[..., 1]), orientation),
+                   icc_profile=icc if isinstance(icc, bytes) and icc else None, exif=None,
+                   dpi=None, source_format="TIFF", frames=1)
 
 
 #: Bytes put before a JPEG's final EOI marker to see whether the decoder still needs data.
@@ -758,7 +790,7 @@ def save_image(
         planes = color if alpha is None else np.concatenate([color, alpha[..., None]], axis=2)
         png16.write(fh, planes, icc_profile=icc, exif=exif_bytes, level=png_level)
         return
-    if sixteen and fmt == "TIFF" and color.shape[2] == 3:
+    if sixteen and fmt == "TIFF" and (color.shape[2] == 3 or alpha is not None):
         planes = color if alpha is None else np.concatenate([color, alpha[..., None]], axis=2)
         fh.write(tiff16.encode(planes, icc_profile=icc, exif=picture.exif))
         return

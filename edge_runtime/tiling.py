@@ -25,7 +25,14 @@ around it. Where one tile has all the weight the blend is that tile's value, so 
 for bit the float path's, with a fraction of its work.
 
 Memory. Tile rows are processed top to bottom; only a band of T rows of float accumulators
-(T x W x C) is kept, and rows no later tile can touch are converted and written out at once. The
+(T x W x C) is kept, and rows no later tile can touch are converted and written out at once.
+An image wider than `MAX_BAND_COLUMNS` (or 4 tiles) is processed in column *panels*, each top to
+bottom with a band of its own width, so the band is bounded whatever the aspect ratio (a
+256 x 200000 panorama needed 820 MB of T x W accumulators; issue 18). A panel ends where a tile
+column j starts (never at the moved-back last tile), so the only tile reaching past it is tile
+j - 1, by the overlap O: its result on those O columns is kept per tile row (T x O x C, the
+"carry") and added in the next panel before tile j, in the order a single band adds it, so every
+output value is the very same float sum and the result is bit-identical; each tile still runs once. The
 input and output tiles, the band and the windows are allocated once and reused for every tile
 (and for every frame, see `Tiler`). Tiles inside the image read their pixels as plain slices of a
 view of the image (no gathered copy); only reflected borders gather. An 8-bit image through a
@@ -48,8 +55,13 @@ import numpy as np
 
 #: A tile function: (1, T, T, C) float32 NHWC in [0, 1] -> same shape float32 in [0, 1].
 RunTile = Callable[[np.ndarray], np.ndarray]
-#: A row sink: (first image row, rows as an array of the output dtype, shape (k, W, C)).
-RowSink = Callable[[int, np.ndarray], None]
+#: A row sink: (first image row, first image column, rows of the output dtype, shape (k, w, C)).
+#: Without column panels w is the image width and the column 0.
+RowSink = Callable[[int, int, np.ndarray], None]
+
+#: Widest band (image columns) the tiler keeps; wider images go in column panels (at least 4 tiles
+#: wide). 8192 keeps a 48 MP photo (8000 px wide) in one band, as measured in docs/performance.md.
+MAX_BAND_COLUMNS = 8192
 
 
 def reflect_indices(start: int, stop: int, n: int) -> np.ndarray:
@@ -157,6 +169,25 @@ def uncovered_runs(n: int, spans: list[tuple[int, int]]) -> list[slice]:
     return [slice(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
 
 
+def column_panels(starts: list[int], width: int, max_columns: int) -> list[tuple[int, int, int, int]]:
+    """Split tile columns into panels of at most `max_columns` image columns (>= 2 tiles wide).
+
+    Returns (x0, x1, c0, c1): image columns [x0, x1) are finished by the panel, which runs tile
+    columns c0..c1-1; a panel after the first starts at a regular tile start (c0 >= 1, not the
+    moved-back last tile), so only tile c0 - 1 reaches into it (by the overlap).
+    """
+    last = len(starts) - 1
+    panels, c0 = [], 0
+    while True:
+        x0 = starts[c0] if c0 else 0
+        if width - x0 <= max_columns or c0 + 1 > last - 1:
+            panels.append((x0, width, c0, last + 1))
+            return panels
+        c1 = max((j for j in range(c0 + 1, last) if starts[j] - x0 <= max_columns), default=c0 + 1)
+        panels.append((x0, starts[c1], c0, c1))
+        c0 = c1
+
+
 def _max_value(dtype: np.dtype) -> float:
     if dtype == np.uint8:
         return 255.0
@@ -207,8 +238,12 @@ class Tiler:
         # image's end are reflections no one reads back (a 1 x 300000 panorama through a
         # 256-pixel tile allocated 1.7 GB of T x W bands; issue 18).
         self.band_rows = hb = min(t, height)
+        # ... and a panel's columns: an image many tiles wide is run in column panels
+        self.panels = column_panels(self.xs, width, max(MAX_BAND_COLUMNS, 4 * tile))
+        self.band_columns = w = max(x1 - x0 for x0, x1, _, _ in self.panels)
         self._acc = np.zeros((hb, w, c), np.float32)
         self._wacc = np.zeros((hb, w), np.float32)
+        self._px0, self._pw = 0, w  # the panel being run: its first image column and width
         self._tile_in = np.zeros((1, t, t, model_channels), np.float32)
         # same channels: the float tile is the model's input buffer itself (no copy per tile)
         self._tile_f = self._tile_in[0] if c == model_channels else np.zeros((t, t, c), np.float32)
@@ -223,7 +258,12 @@ class Tiler:
         self.y_ones = exclusive_spans(self.ys, self.wy, height)
         self.x_ones = exclusive_spans(self.xs, self.wx, width)
         self.blend_cols = uncovered_runs(width, [(x + a, x + b) for x, (a, b) in zip(self.xs, self.x_ones)])
+        self._panel_blend_cols = blend_cols = []
+        for x0, x1, _, _ in self.panels:  # blend_cols per panel, in panel columns
+            blend_cols.append([slice(max(s.start, x0) - x0, min(s.stop, x1) - x0)
+                               for s in self.blend_cols if min(s.stop, x1) > max(s.start, x0)])
         self._band_out: np.ndarray | None = None
+        self._pixels_in = False  # set per run: uint8 tiles go to run_pixels as they are
         self._row_copied = np.zeros(hb, bool)  # band rows whose covered columns hold copied pixels
 
     @property
@@ -281,8 +321,8 @@ class Tiler:
         ((1, T, T, C) uint8) and returns what `run` would for them divided by 255; it is used for
         uint8 images whose channels match the model, which then skip the float round trip.
 
-        Finished rows go to `sink(row, rows)` if given (`rows` is only valid during the call: it may
-        be the tiler's own buffer), else into `out` (allocated with the image's
+        Finished rows go to `sink(row, col, rows)` if given (`rows` is only valid during the call: it
+        may be the tiler's own buffer; `col` > 0 only for column panels), else into `out` (allocated with the image's
         shape and dtype when None), which is returned. `out` may be `image` itself (restored in
         place, bit-identical to a separate output); any other overlap with `image` is refused.
         Integer outputs are rounded and clipped; float outputs are clipped to [0, 1].
@@ -304,111 +344,145 @@ class Tiler:
                 raise ValueError("out overlaps image without being the same array (pass out=image to restore in place)")
             target = out
 
-            def sink(row: int, rows: np.ndarray) -> None:
-                target[row : row + rows.shape[0]] = rows
+            def sink(row: int, col: int, rows: np.ndarray) -> None:
+                target[row : row + rows.shape[0], col : col + rows.shape[1]] = rows
 
-        t = self.tile
-        hb = self.band_rows
         if self._raw is None or self._raw.dtype != image.dtype:
-            self._raw = np.empty((1, t, t, self.image_channels), image.dtype)
-        raw = self._raw
-        pixels = run_pixels is not None and image.dtype == np.uint8 and self.image_channels == self.model_channels
-        acc, wacc = self._acc, self._wacc
+            self._raw = np.empty((1, self.tile, self.tile, self.image_channels), image.dtype)
+        self._pixels_in = run_pixels is not None and image.dtype == np.uint8 and self.image_channels == self.model_channels
+        carry: list[np.ndarray] = []
+        state = _RunState(image, run, run_pixels, sink, np.dtype(out_dtype), out_max, in_scale, progress, self.tiles)
+        for p, panel in enumerate(self.panels):
+            carry = self._run_panel(p, panel, state, carry)
+        return out
+
+    def _run_panel(self, p: int, panel: tuple[int, int, int, int], st: "_RunState",
+                   carry_in: list[np.ndarray]) -> list[np.ndarray]:
+        """Run one column panel top to bottom; returns the carry for the next panel (per tile row,
+        the last tile's result on the columns past the panel, see the module docstring)."""
+        x0p, x1p, c0, c1 = panel
+        t, hb = self.tile, self.band_rows
+        pw = x1p - x0p
+        self._px0, self._pw = x0p, pw
+        acc, wacc = self._acc[:, :pw], self._wacc[:, :pw]
         acc.fill(0.0)
         wacc.fill(0.0)
-        copy_pixels: bool | None = None  # set by the first tile: a uint8 result into a uint8 output
         self._row_copied.fill(False)
-        done, total = 0, self.tiles
+        carry_out: list[np.ndarray] = []
         for r, y0 in enumerate(self.ys):
             rows_in = self._row_slice[r]
             # a view: this tile row reads all of it before any of its rows is written; reflected
             # rows (an image shorter than a tile) are gathered tile by tile, never as a T x W band
-            band = image if rows_in is None else image[rows_in]
-            for c, x0 in enumerate(self.xs):
-                cols_in = self._col_slice[c]
-                if pixels and cols_in is not None and rows_in is not None:  # the image's own pixels
-                    result = run_pixels(band[None, :, cols_in])[0]
-                else:
-                    src = band[:, cols_in] if cols_in is not None else np.take(band, self.col_index[c], axis=1)
-                    if rows_in is None:
-                        np.take(src, self.row_index[r], axis=0, out=raw[0])
-                    else:
-                        raw[0] = src
-                    if pixels:
-                        result = run_pixels(raw)[0]
-                    else:
-                        np.multiply(raw[0], in_scale, out=self._tile_f, casting="unsafe")
-                        if image.dtype.kind == "f":
-                            np.clip(self._tile_f, 0.0, 1.0, out=self._tile_f)
-                        result = self._run_tile(run)
-                if copy_pixels is None:
-                    copy_pixels = result.dtype == np.uint8 and np.dtype(out_dtype) == np.uint8
-                result = result[:hb]
-                inside = min(t, self.width - x0)  # tile columns inside the image
-                if copy_pixels:
-                    self._place_pixels(result, r, c, inside)
-                else:
-                    if result.dtype == np.uint8:  # pixels into a non-8-bit output: blend them all
-                        result = pixels_to_unit(result, self._res[: result.shape[0]])
-                    self._blend(result[:, :inside], r, c, slice(0, hb), slice(0, inside))
-                done += 1
-                if progress is not None:
-                    progress(done, total)
-            last = r == len(self.ys) - 1
+            band = st.image if rows_in is None else st.image[rows_in]
+            if c0 > 0 and carry_in[r].shape[1]:  # the previous panel's last tile here: first, as in one band
+                self._place(carry_in[r], r, c0 - 1, x0p - self.xs[c0 - 1], st)
+            for c in range(c0, c1):
+                result = self._tile_result(band, r, c, st)[:hb]
+                inside = min(t, self.width - self.xs[c])
+                if c == c1 - 1 and c1 < len(self.xs):  # its part in the next panel (the overlap)
+                    carry_out.append(result[:, x1p - self.xs[c] : inside].copy())
+                self._place(result[:, : min(inside, x1p - self.xs[c])], r, c, 0, st)
+                st.done += 1
+                if st.progress is not None:
+                    st.progress(st.done, st.total)
             lo, hi = self.row_spans[r]
             if hi > lo:
                 a, b = lo - y0, hi - y0
-                if copy_pixels:
-                    sink(lo, self._finish_pixels(a, b))
+                if st.copy_pixels:
+                    st.sink(lo, x0p, self._finish_pixels(a, b, p))
                 else:
-                    sink(lo, _to_dtype(_normalized(acc[a:b], wacc[a:b]), np.dtype(out_dtype), out_max))
-            if not last:
+                    st.sink(lo, x0p, _to_dtype(_normalized(acc[a:b], wacc[a:b]), st.out_dtype, st.out_max))
+            if r < len(self.ys) - 1:
                 shift = self.ys[r + 1] - y0
                 keep = t - shift
-                bands = (acc, wacc, self._row_copied) + ((self._band_out,) if copy_pixels else ())
+                bands = (acc, wacc, self._row_copied) + ((self._band_out[:, :pw],) if st.copy_pixels else ())
                 for band_buf in bands:
                     band_buf[:keep] = band_buf[shift:]
                     band_buf[keep:] = 0
-        return out
+        return carry_out
+
+    def _tile_result(self, band: np.ndarray, r: int, c: int, st: "_RunState") -> np.ndarray:
+        """Tile (r, c) through the model: (T, T, Ci) floats in [0, 1], or uint8 from `run_pixels`."""
+        raw, rows_in, cols_in = self._raw, self._row_slice[r], self._col_slice[c]
+        assert raw is not None
+        if self._pixels_in and cols_in is not None and rows_in is not None:  # the image's own pixels
+            return st.run_pixels(band[None, :, cols_in])[0]
+        src = band[:, cols_in] if cols_in is not None else np.take(band, self.col_index[c], axis=1)
+        if rows_in is None:
+            np.take(src, self.row_index[r], axis=0, out=raw[0])
+        else:
+            raw[0] = src
+        if self._pixels_in:
+            return st.run_pixels(raw)[0]
+        np.multiply(raw[0], st.in_scale, out=self._tile_f, casting="unsafe")
+        if st.image.dtype.kind == "f":
+            np.clip(self._tile_f, 0.0, 1.0, out=self._tile_f)
+        return self._run_tile(st.run)
+
+    def _place(self, result: np.ndarray, r: int, c: int, ca: int, st: "_RunState") -> None:
+        """Add tile (r, c)'s result on its columns [ca, ca + result width) into the panel's band."""
+        if st.copy_pixels is None:  # set by the first tile: a uint8 result into a uint8 output
+            st.copy_pixels = result.dtype == np.uint8 and st.out_dtype == np.uint8
+        cb = ca + result.shape[1]
+        if st.copy_pixels:
+            self._place_pixels(result, r, c, ca, cb)
+            return
+        if result.dtype == np.uint8:  # pixels into a non-8-bit output: blend them all
+            result = pixels_to_unit(result, self._res[: result.shape[0], : result.shape[1]])
+        self._blend(result, r, c, slice(0, result.shape[0]), slice(ca, cb))
 
     def _blend(self, values: np.ndarray, r: int, c: int, rows: slice, cols: slice) -> None:
         """Add `values` (floats in [0, 1] of the tile's rows x cols) x the tile's weights into the band."""
-        x0, wpart = self.xs[c], self._weights.get(r, c)[rows, cols]
+        x0, wpart = self.xs[c] - self._px0, self._weights.get(r, c)[rows, cols]
         weighted = self._weighted[: wpart.shape[0], : wpart.shape[1]]
         np.multiply(values, wpart[..., None], out=weighted)
         self._acc[rows, x0 + cols.start : x0 + cols.stop] += weighted
         self._wacc[rows, x0 + cols.start : x0 + cols.stop] += wpart
 
-    def _place_pixels(self, pixels: np.ndarray, r: int, c: int, width: int) -> None:
+    def _place_pixels(self, pixels: np.ndarray, r: int, c: int, ca: int, cb: int) -> None:
         """Copy a uint8 tile's interior (window 1) into the output band and blend its frame: where
-        the window is 1 no other tile has weight, so the copy is the blended result, bit for bit."""
-        t, x0 = self.band_rows, self.xs[c]
+        the window is 1 no other tile has weight, so the copy is the blended result, bit for bit.
+        `pixels` holds the tile's columns [ca, cb)."""
+        t, x0 = self.band_rows, self.xs[c] - self._px0
         if self._band_out is None:
-            self._band_out = np.zeros((t, self.width, self.image_channels), np.uint8)
+            self._band_out = np.zeros((t, self.band_columns, self.image_channels), np.uint8)
         ya, yb = self.y_ones[r]
-        xa, xb = self.x_ones[c]
+        xa, xb = max(self.x_ones[c][0], ca), min(self.x_ones[c][1], cb)
         if yb <= ya or xb <= xa:  # no interior: all frame
             ya = yb = 0
+            xa = xb = ca
         else:
-            self._band_out[ya:yb, x0 + xa : x0 + xb] = pixels[ya:yb, xa:xb]
+            self._band_out[ya:yb, x0 + xa : x0 + xb] = pixels[ya:yb, xa - ca : xb - ca]
             self._row_copied[ya:yb] = True
-        frame = ((slice(0, ya), slice(0, width)), (slice(yb, t), slice(0, width)),
-                 (slice(ya, yb), slice(0, xa)), (slice(ya, yb), slice(xb, width)))
+        frame = ((slice(0, ya), slice(ca, cb)), (slice(yb, t), slice(ca, cb)),
+                 (slice(ya, yb), slice(ca, xa)), (slice(ya, yb), slice(xb, cb)))
         for rows, cols in frame:
-            part = pixels[rows, cols]
+            part = pixels[rows, cols.start - ca : cols.stop - ca]
             if part.size:
                 self._blend(pixels_to_unit(part, self._res[: part.shape[0], : part.shape[1]]), r, c, rows, cols)
 
-    def _finish_pixels(self, a: int, b: int) -> np.ndarray:
+    def _finish_pixels(self, a: int, b: int, panel: int) -> np.ndarray:
         """Band rows [a, b) as uint8: copied pixels as they are, the rest blended from the floats."""
-        band, copied = self._band_out, self._row_copied
+        band, copied, pw = self._band_out, self._row_copied, self._pw
         assert band is not None
         edges = [a] + [a + 1 + int(i) for i in np.flatnonzero(copied[a + 1 : b] != copied[a : b - 1])] + [b]
         for y, z in zip(edges[:-1], edges[1:]):
-            for cols in (self.blend_cols if copied[y] else [slice(0, self.width)]):
+            for cols in (self._panel_blend_cols[panel] if copied[y] else [slice(0, pw)]):
                 blended = _normalized(self._acc[y:z, cols], self._wacc[y:z, cols])
                 band[y:z, cols] = _to_dtype(blended, np.dtype(np.uint8), 255.0)
-        return band[a:b]
+        return band[a:b, :pw]
+
+
+class _RunState:
+    """What one `Tiler.run` call passes to its panels."""
+
+    def __init__(self, image: np.ndarray, run: RunTile, run_pixels: RunTile | None, sink: RowSink,
+                 out_dtype: np.dtype, out_max: float, in_scale: float,
+                 progress: Callable[[int, int], None] | None, total: int) -> None:
+        self.image, self.run, self.run_pixels, self.sink = image, run, run_pixels, sink
+        self.out_dtype, self.out_max, self.in_scale = out_dtype, out_max, in_scale
+        self.progress, self.total, self.done = progress, total, 0
+        self.copy_pixels: bool | None = None
 
 
 class _WeightCache:

@@ -50,7 +50,7 @@ import numpy as np
 from . import errors
 from .api import FrameStream, RestorationModel, load_model
 from .backends import DEVICES
-from .cli import OUTPUT_SUFFIX, COMPARE_SUFFIX, Job, _threads, restore_file
+from .cli import OUTPUT_SUFFIX, COMPARE_SUFFIX, Job, _threads, out_of_memory, restore_file
 from .errors import EdgeRestoreError
 from .imageio import DEFAULT_MAX_PIXELS, DEFAULT_QUALITY, FORMATS, INPUT_EXTENSIONS
 
@@ -345,7 +345,7 @@ class FolderWatcher:
         except EdgeRestoreError as exc:
             ok, message = False, str(exc)
         except MemoryError:
-            ok, message = False, f"{path}: out of memory"
+            ok, message = False, str(out_of_memory(job))
         except Exception as exc:  # a bad file must not stop the service
             ok, message = False, f"{path}: unexpected {type(exc).__name__}: {exc}"
         took = time.perf_counter() - start

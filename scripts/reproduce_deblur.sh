@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# The learned deblur model is withdrawn (models/deblur.md): plug-and-play deconvolution with the
+# denoiser replaced it. This script stays to reproduce the comparison.
 # Reproduce models/deblur_*: blind deblurring (camera shake, defocus, Gaussian blur + mild noise),
 # fine-tuned from the float small denoiser, QAT, export, evaluation on the Levin and 12-kernel sets
 # (+1% noise, against Wiener and Richardson-Lucy given the true kernel) and on real GoPro pairs.

@@ -134,3 +134,31 @@ def test_strength_scales_the_correction_monotonically(tmp_path):
     assert all(a < b for a, b in zip(distances, distances[1:]))
     with pytest.raises(Exception, match="strength"):
         load_model(MODEL, strength=3)
+
+
+def test_cli_motion_estimate_records_length_and_angle(tmp_path, capsys):
+    k = linear_motion_kernel(15, 30)
+    _, blurred = blurred_photo(k, side=256)
+    photo = write_png(tmp_path / "belt.png", np.rint(blurred * 255).astype(np.uint8))
+    rc = main(["--model", str(MODEL), "--kernel", "motion:estimate", "--iterations", "2", "--noise-sigma", "2.55",
+               str(photo), "-o", str(tmp_path / "s.png"), "--json", str(tmp_path / "m.json")])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    kernel = json.loads((tmp_path / "m.json").read_text())["files"][0]["deblur"]["kernel"]
+    assert kernel["source"] == "motion-estimate" and abs(kernel["length"] - 15) <= 1 and abs(kernel["angle"] - 30) <= 3
+    assert "kernel motion-estimate" in err  # the estimate is printed
+
+
+def test_blind_estimate_deblurs_and_saves_its_kernel(tmp_path):
+    k = linear_motion_kernel(9, 0)  # a blur the estimator recovers well (others: docs/deblur.md)
+    clean, blurred = blurred_photo(k, side=256)
+    photo = write_png(tmp_path / "shaky.png", np.rint(blurred * 255).astype(np.uint8))
+    rc = main(["--model", str(MODEL), "--kernel", "estimate", "--iterations", "2", "--noise-sigma", "2.55",
+               str(photo), "-o", str(tmp_path / "s.png"), "--save-kernel", str(tmp_path / "k.png"), "-q"])
+    assert rc == 0
+    from PIL import Image
+
+    saved = np.asarray(Image.open(tmp_path / "k.png"))
+    assert saved.ndim == 2 and saved.shape[0] % 2 == 1 and saved.max() == 255
+    sharp = np.asarray(Image.open(tmp_path / "s.png")).astype(np.float32) / 255
+    assert psnr(sharp, clean) > psnr(blurred, clean) + 1.0

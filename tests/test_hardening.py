@@ -617,6 +617,38 @@ def test_signed_16bit_tiff_is_named_correctly(tmp_path):
         imageio.read_image(path)
 
 
+@pytest.mark.parametrize("byteorder, compression", [("<", "zlib"), (">", None)])
+def test_gray_alpha_16bit_tiff_is_read_with_its_alpha(tmp_path, int8_model, byteorder, compression):
+    """A valid 16-bit gray + alpha TIFF (Pillow cannot open it) is read at 16 bits, its alpha
+    passed through to the restored 16-bit gray + alpha TIFF (it was refused as "corrupt")."""
+    tifffile = pytest.importorskip("tifffile")  # an independent writer, for the test only
+    rng = np.random.default_rng(17)
+    planes = rng.integers(0, 65536, (21, 26, 2), dtype=np.uint16)
+    path = tmp_path / "la16.tif"
+    tifffile.imwrite(path, planes, byteorder=byteorder, photometric="minisblack", extrasamples=["unassalpha"],
+                     compression=compression, predictor=2 if compression else None)
+    picture = imageio.read_image(path)
+    np.testing.assert_array_equal(picture.color[..., 0], planes[..., 0])
+    np.testing.assert_array_equal(picture.alpha, planes[..., 1])
+    assert main(["-m", str(int8_model), str(path), "-q"]) == 0
+    restored = tifffile.imread(tmp_path / "la16_restored.tif")
+    assert restored.dtype == np.uint16 and restored.shape == (21, 26, 2)
+    np.testing.assert_array_equal(restored[..., 1], planes[..., 1])
+
+
+def test_gray_alpha_16bit_tiff_bomb_and_truncation_are_refused(tmp_path):
+    """The gray + alpha path keeps the pixel cap (from the header) and refuses a cut file."""
+    tifffile = pytest.importorskip("tifffile")
+    path = tmp_path / "la16.tif"
+    tifffile.imwrite(path, np.zeros((64, 64, 2), np.uint16), photometric="minisblack", extrasamples=["unassalpha"])
+    with pytest.raises(InputImageError, match="exceeds the limit"):
+        imageio.read_image(path, max_pixels=1000)
+    data = path.read_bytes()
+    hostile.write(tmp_path / "cut.tif", data[: len(data) - 100])
+    with pytest.raises(InputImageError, match="cannot decode image"):
+        imageio.read_image(tmp_path / "cut.tif")
+
+
 def _signed_tiff() -> bytes:
     data = bytearray(hostile.encode(np.arange(20, dtype=np.uint16).reshape(4, 5), "TIFF"))
     ifd = struct.unpack_from("<I", data, 4)[0]
@@ -651,6 +683,87 @@ def test_band_buffers_follow_the_image_height_not_the_tile():
     pixels = hostile.noise((3, 700, 3), 8)
     np.testing.assert_array_equal(small.run(pixels, lambda t: t), pixels)  # identity model: exact
     assert small._acc.shape[0] == 3
+
+
+def _mixing_tile(tile: np.ndarray) -> np.ndarray:
+    """Every output pixel depends on the whole tile: a carry or seam error changes whole tiles."""
+    return np.clip(0.7 * tile + 0.3 * tile.mean(axis=(1, 2), keepdims=True), 0.0, 1.0).astype(np.float32)
+
+
+def _mixing_pixels(tile: np.ndarray) -> np.ndarray:
+    """`_mixing_tile` for uint8 tiles, returning uint8 (the tiler's copy path)."""
+    return np.rint(255.0 * _mixing_tile(tile / np.float32(255.0))).astype(np.uint8)
+
+
+@pytest.mark.parametrize("shape, tile, overlap, dtype, pixels, model_channels", [
+    ((70, 1000, 3), 32, 8, np.uint8, False, 3),     # float blend, several tile rows
+    ((70, 1000, 3), 32, 8, np.uint8, True, 3),      # uint8 copy path
+    ((20, 997, 3), 32, 12, np.uint16, False, 3),    # shorter than a tile (reflected rows), 16-bit
+    ((45, 640, 1), 32, 0, np.float32, False, 3),    # no overlap; gray through a colour model
+    ((33, 1300, 3), 64, 20, np.uint8, True, 3),     # moved-back last tile
+])
+def test_column_panels_are_bit_identical_to_one_band(monkeypatch, shape, tile, overlap, dtype, pixels, model_channels):
+    """Column panels (band width bounded) give the very output of one full-width band, in place too."""
+    from edge_runtime import tiling
+
+    rng = np.random.default_rng(18)
+    if dtype == np.float32:
+        image = rng.random(shape, dtype=np.float32)
+    else:
+        image = rng.integers(0, np.iinfo(dtype).max + 1, shape, dtype=dtype)
+    args = (shape[0], shape[1], tile, overlap, shape[2], model_channels)
+    kw = {"run_pixels": _mixing_pixels} if pixels else {}
+    one_band = tiling.Tiler(*args)
+    assert len(one_band.panels) == 1
+    reference = one_band.run(image, _mixing_tile, **kw)
+    monkeypatch.setattr(tiling, "MAX_BAND_COLUMNS", 1)  # panels of 4 tiles
+    panelled = tiling.Tiler(*args)
+    assert len(panelled.panels) >= 3 and panelled._acc.shape[1] <= 4 * tile
+    np.testing.assert_array_equal(panelled.run(image, _mixing_tile, **kw), reference)
+    work = image.copy()
+    panelled.run(work, _mixing_tile, out=work, **kw)
+    np.testing.assert_array_equal(work, reference)
+
+
+def test_wide_panorama_memory_is_bounded_by_tiles_not_width():
+    """A 256 x 200000 panorama (one tile high): the tiler's own allocations, measured with
+    tracemalloc, stay under 64 MB (a T x W band was 820 MB: 256 x 200000 x (12 + 4) bytes)."""
+    import tracemalloc
+
+    from edge_runtime.tiling import Tiler
+
+    h, w = 256, 200_000
+    image = np.zeros((h, w, 3), np.uint8)
+    image[:, ::7] = 200
+    tracemalloc.start()
+    try:
+        tiler = Tiler(h, w, 256, 16, 3, 3)
+        tiler.run(image, _mixing_tile, out=image, run_pixels=lambda t: t[0][None].copy())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 2**20, f"tiler peak {peak / 2**20:.0f} MiB"
+    assert image[:, ::7].min() == 200 and image[:, 1::7].max() == 0  # identity model: exact
+
+
+@pytest.mark.parametrize("stage, target", [
+    ("restoring its 3000x1 pixels (0 MiB decoded)", "edge_runtime.tiling.Tiler.run"),
+    ("decoding it", "edge_runtime.cli.read_image"),
+])
+def test_out_of_memory_says_what_ran_out_not_max_pixels(tmp_path, int8_model, capsys, monkeypatch, stage, target):
+    """An image far under --max-pixels that runs out of memory is not told to lower --max-pixels:
+    the one-line error (exit 65) says what was being done to how big an image."""
+    path = tmp_path / "thin.png"
+    Image.fromarray(hostile.noise((1, 3000, 3), 6)).save(path)
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(target, no_memory)
+    assert main(["-m", str(int8_model), str(path), "--json", str(tmp_path / "m.json")]) == 65
+    error = json.loads((tmp_path / "m.json").read_text())["files"][0]["error"]
+    assert error == f"{path}: out of memory while {stage}: this machine has too little free memory for it"
+    assert "--max-pixels" not in capsys.readouterr().err
 
 
 def test_one_pixel_high_panorama_restores(tmp_path, int8_model):

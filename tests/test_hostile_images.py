@@ -359,14 +359,21 @@ def test_read_image_refuses_special_files_directly(tmp_path):
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "TIFF", "WEBP", "BMP"])
-def test_every_decodable_picture_can_be_encoded_in_every_output_format(fmt):
-    """Found by the fuzzer: a gray+alpha PNG named .bmp decoded fine, then its output failed (mode LA)."""
+def test_every_decodable_picture_can_be_encoded_in_every_output_format(fmt, tmp_path):
+    """Found by the fuzzer: a gray+alpha PNG named .bmp decoded fine, then its output failed (mode LA).
+
+    Every output is read back by the runtime; by Pillow too, except a 16-bit gray + alpha TIFF,
+    which Pillow cannot open from any writer (it is kept at 16 bits since issue 18, item 17)."""
     for channels in (1, 3):
         for alpha in (False, True):
             for dtype in (np.uint8, np.uint16):
                 color = np.full((5, 4, channels), 100, dtype)
                 picture = imageio.Picture(color=color, alpha=np.full((5, 4), 200, dtype) if alpha else None)
                 data = imageio.encode_image(picture, fmt)
+                path = hostile.write(tmp_path / f"out.{fmt.lower()}", data)
+                assert imageio.read_image(path).color.shape[:2] == (5, 4)
+                if (fmt, channels, alpha, dtype) == ("TIFF", 1, True, np.uint16):
+                    continue
                 with Image.open(__import__("io").BytesIO(data)) as im:
                     assert im.size == (4, 5)
 

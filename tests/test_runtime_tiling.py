@@ -118,8 +118,8 @@ def test_rows_are_written_in_order_once_and_memory_is_one_band(float_model):
     received: list[tuple[int, int]] = []
     rows_out = np.zeros_like(image)
 
-    def sink(row: int, rows: np.ndarray) -> None:
-        assert rows.dtype == np.uint8
+    def sink(row: int, col: int, rows: np.ndarray) -> None:
+        assert rows.dtype == np.uint8 and col == 0 and rows.shape[1] == w
         received.append((row, rows.shape[0]))
         rows_out[row : row + rows.shape[0]] = rows
 

@@ -213,6 +213,27 @@ def test_warm_start_refuses_another_shape_and_init_from(float_run, tmp_path, cap
     assert "exclude each other" in capsys.readouterr().err
 
 
+def test_loader_workers_train_on_exactly_the_same_batches(photos, tmp_path):
+    runs = {}
+    for workers in ("0", "2"):
+        out = tmp_path / f"w{workers}"
+        assert train_main([*TINY, "--data", str(photos), "--steps", "6", "--val-every", "6", "--camera-noise", "0.5",
+                           "--loader-workers", workers, "--out", str(out)]) == 0
+        runs[workers] = load_checkpoint(out / "last.pt")["model"]
+    assert all(torch.equal(runs["0"][k], runs["2"][k]) for k in runs["0"])
+
+
+def test_residual_step_changes_the_head_quantization_and_keeps_the_weights(float_run, photos, tmp_path):
+    out = tmp_path / "qat-step1"
+    assert train_main([*TINY, "--qat", "--init-from", str(float_run / "best.pt"), "--data", str(photos), "--steps", "4",
+                       "--val-every", "4", "--calib-batches", "2", "--residual-step", "1", "--out", str(out)]) == 0
+    model, ckpt = load_restorer(out / "best.pt")
+    assert ckpt["model_config"]["residual_step"] == 1.0
+    assert float(model.head.q_conv.scale) == pytest.approx(1 / 255)
+    start, _ = load_restorer(float_run / "best.pt")
+    assert float(start.head.q_conv.scale) == pytest.approx(2 / 255)  # the architecture's default is unchanged
+
+
 class _Terminal:
     """A stderr that says it is a terminal (tqdm draws bars only on one)."""
 

@@ -52,7 +52,7 @@ Examples:
   python -m train.evaluate --clean ../shared/datasets/Set14 --degradation motion:levin \\
       --methods identity,wiener,rl --model runs/deblur/best.pt --out reports/deblur
   python -m train.evaluate --clean ../shared/datasets/gopro_pairs/sharp \
-      --degradation paired:../shared/datasets/gopro_pairs/blur --model models/deblur_int8.tflite --out reports/gopro
+      --degradation paired:../shared/datasets/gopro_pairs/blur --methods identity,pnp-est --out reports/gopro
 """
 
 from __future__ import annotations
