@@ -64,10 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--start-sigmas", default="25,40", help="comma list, 0-255 scale")
     p.add_argument("--relax-sigmas", default="0,5", help="comma list (0: off), 0-255 scale")
     p.add_argument("--outputs", default="data", help="comma list: data, prior")
+    p.add_argument("--kernel-sets", default="levin09_npy,kernels12_npy",
+                   help="comma list of folders under blur_kernels (default both)")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
 
-    kernel_dirs = [SHARED / "blur_kernels" / "levin09_npy", SHARED / "blur_kernels" / "kernels12_npy"]
+    kernel_dirs = [SHARED / "blur_kernels" / k.strip() for k in args.kernel_sets.split(",") if k.strip()]
     missing = [str(d) for d in [Path(args.data), *kernel_dirs] if not d.is_dir()]
     if missing:
         print(f"pnp_schedule_sweep: missing data folder(s): {', '.join(missing)}", file=sys.stderr)
