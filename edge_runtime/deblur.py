@@ -28,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 
-from .classic import _as_kernel, _fast_len, _otf, edge_taper_pad, estimate_noise_sigma
+from .classic import _as_kernel, _fast_len, _from_float, _otf, _to_float, edge_taper_pad, estimate_noise_sigma
 from .contract import PIXEL_MAX
 from .errors import KernelError, UsageError
 
@@ -169,21 +169,6 @@ def block_plan(height: int, width: int, kernel: np.ndarray, core: int = BLOCK_CO
     return BlockPlan(height, width, int(core), 3 * max(_as_kernel(kernel).shape))
 
 
-def _to_unit(color: np.ndarray) -> np.ndarray:
-    if color.dtype == np.uint8:
-        return color.astype(np.float32) / np.float32(255.0)
-    if color.dtype == np.uint16:
-        return color.astype(np.float32) / np.float32(65535.0)
-    return np.clip(color.astype(np.float32), 0.0, 1.0)
-
-
-def _from_unit(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    values = np.clip(values, 0.0, 1.0)
-    if dtype.kind == "f":
-        return values.astype(dtype)
-    return np.rint(values * (255.0 if dtype == np.uint8 else 65535.0)).astype(dtype)
-
-
 def pnp_deconvolve(
     color: np.ndarray, kernel: np.ndarray, model, noise_sigma: float, schedule: PnPSchedule = PnPSchedule(),
     out: np.ndarray | None = None, progress: Progress | None = None, core: int = BLOCK_CORE,
@@ -218,11 +203,11 @@ def pnp_deconvolve(
             pixels = np.rint(x * np.float32(255.0)).astype(np.uint8)
             return model.restore(pixels, progress=tile_progress).astype(np.float32) / np.float32(255.0)
 
-        block = _to_unit(color[rows[0] : rows[1], cols[0] : cols[1]])
+        block = _to_float(color[rows[0] : rows[1], cols[0] : cols[1]])
         restored = pnp_deconvolve_block(block, k, denoise, noise_sigma, schedule, progress=one_pass)
         core_rows = slice(rows[2] - rows[0], rows[3] - rows[0])
         core_cols = slice(cols[2] - cols[0], cols[3] - cols[0])
-        result[rows[2] : rows[3], cols[2] : cols[3]] = _from_unit(restored[core_rows, core_cols], result.dtype)
+        result[rows[2] : rows[3], cols[2] : cols[3]] = _from_float(restored[core_rows, core_cols], result.dtype)
     return result
 
 
@@ -282,7 +267,7 @@ def deblur_with_info(
     color, alpha, squeeze = _split(arr)
     unit = None
     if noise_sigma is None or (not isinstance(kernel, np.ndarray) and str(kernel).endswith("estimate")):
-        unit = _to_unit(color)
+        unit = _to_float(color)
     k, source = resolve_kernel(kernel, unit if unit is not None else color)
     estimated = noise_sigma is None
     sigma = estimate_noise_sigma(unit) if estimated else float(noise_sigma)

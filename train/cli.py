@@ -39,6 +39,17 @@ from .model import PRESETS, summary_table
 from .train import TrainConfig, train
 
 
+def _share(text: str) -> float:
+    """argparse type: a share of samples in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number between 0 and 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     d, pd, dd = TrainConfig(), PatchConfig(), DegradationConfig()
     p = argparse.ArgumentParser(prog="edge-restore-train", description=__doc__,
@@ -66,10 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jpeg-prob", type=float, default=dd.jpeg_prob, help="share of samples JPEG-compressed after noise")
     p.add_argument("--dead-leaves", type=float, default=pd.dead_leaves_prob, help="share of dead-leaves patches")
     p.add_argument("--no-quantize-inputs", action="store_true", help="keep degraded inputs in float (default: 8-bit rounded)")
-    p.add_argument("--camera-noise", type=float, default=dd.camera_prob, metavar="P",
+    p.add_argument("--camera-noise", type=_share, default=dd.camera_prob, metavar="P",
                    help="share of samples noised through a simulated camera pipeline (raw shot/read noise, "
                         "demosaic, colour, tone curve, JPEG) instead of sRGB noise: for real photos (default %(default)s)")
-    p.add_argument("--loader-workers", type=int, default=d.loader_workers, metavar="N",
+    p.add_argument("--loader-workers", type=int_at_least(0), default=d.loader_workers, metavar="N",
                    help="processes that degrade batches ahead of the model; worth it on a GPU, where the numpy "
                         "degradations bound the step rate (default %(default)s: in the training loop)")
     p.add_argument("--residual-step", type=float, default=d.residual_step, metavar="LEVELS",
