@@ -230,7 +230,8 @@ class DeblurInfo:
 
 def resolve_kernel(kernel, color: np.ndarray) -> tuple[np.ndarray, dict]:
     """The kernel for one image from an array, a .npy/.png path or a `--kernel` spec string
-    (blind specs are estimated from `color`, HxWxC float in [0, 1]); with a record of its source."""
+    (blind specs are estimated from `color`, HxWxC uint8 / uint16 / float in [0, 1]); with a record
+    of its source."""
     from .kernels import KernelSpec, kernel_from_spec, linear_motion_kernel, parse_kernel_spec
 
     if isinstance(kernel, np.ndarray):
@@ -241,11 +242,11 @@ def resolve_kernel(kernel, color: np.ndarray) -> tuple[np.ndarray, dict]:
     if spec.source == "estimate":
         from .kernel_estimation import estimate_kernel
 
-        return estimate_kernel(color), spec.describe()
+        return estimate_kernel(_to_float(color)), spec.describe()
     if spec.source == "motion-estimate":
         from .kernel_estimation import estimate_linear_motion
 
-        length, angle = estimate_linear_motion(color)
+        length, angle = estimate_linear_motion(_to_float(color))
         return linear_motion_kernel(length, angle), {**spec.describe(), "length": round(length, 3),
                                                      "angle": round(angle, 3)}
     return kernel_from_spec(spec), spec.describe()
@@ -265,13 +266,9 @@ def deblur_with_info(
     schedule = (schedule or PnPSchedule(iterations=iterations)).check()
     arr = np.asarray(image)
     color, alpha, squeeze = _split(arr)
-    unit = None
-    if noise_sigma is None or (not isinstance(kernel, np.ndarray) and str(kernel).endswith("estimate")):
-        unit = _to_float(color)
-    k, source = resolve_kernel(kernel, unit if unit is not None else color)
+    k, source = resolve_kernel(kernel, color)
     estimated = noise_sigma is None
-    sigma = estimate_noise_sigma(unit) if estimated else float(noise_sigma)
-    del unit
+    sigma = estimate_noise_sigma(color) if estimated else float(noise_sigma)
     # the 8-bit rounding adds its own noise (1/sqrt(12) on the 0-255 scale) to what the sensor left
     effective = float(np.hypot(sigma, 1 / math.sqrt(12))) if color.dtype == np.uint8 else sigma
     out = pnp_deconvolve(color, k, model, effective, schedule, progress=progress)
