@@ -50,7 +50,8 @@ import numpy as np
 from . import errors
 from .api import FrameStream, RestorationModel, load_model
 from .backends import DEVICES
-from .cli import OUTPUT_SUFFIX, COMPARE_SUFFIX, Job, _threads, out_of_memory, restore_file
+from .batch_files import COMPARE_SUFFIX, OUTPUT_SUFFIX, Job
+from .cli import _threads, out_of_memory, restore_file
 from .errors import EdgeRestoreError
 from .imageio import DEFAULT_MAX_PIXELS, DEFAULT_QUALITY, FORMATS, INPUT_EXTENSIONS
 
