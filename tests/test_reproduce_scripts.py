@@ -22,11 +22,16 @@ PARSERS = {"train": train_parser, "export": export_parser, "export.verify": veri
 
 def python_commands(script: Path) -> list[list[str]]:
     """The argument lists of the script's `$PY -m MODULE ...` commands, continuation lines joined
-    and shell variables replaced by a placeholder word."""
+    and shell variables replaced by their `NAME=${NAME:-default}` default or else a placeholder word."""
     text = re.sub(r"\\\n\s*", " ", script.read_text())
+    # NAME=${NAME:-default} settings: a variable is replaced by its default (numbers must parse)
+    defaults = dict(re.findall(r"^(\w+)=\$\{\1:-([^}]*)\}", text, re.MULTILINE))
+    defaults.pop("PY", None)
+    text = re.sub(r"\$\{?(\w+)\}?(?![\w\[%:])", lambda m: defaults.get(m.group(1), m.group(0)), text)
     commands = []
     for line in text.splitlines():
         line = line.split(" #")[0].strip()
+        line = re.sub(r'^run_stage "[^"]*" ', "", line)  # a time-boxed stage: run_stage "$LIMIT" $PY -m ...
         if not line.startswith("$PY -m "):
             continue
         line = re.sub(r"\$\{?\w+[^\s\"/]*\}?", "VAR", line)  # $OUT, "$RUNS/x", ${set%% *}, $(...)'s inner
