@@ -35,7 +35,7 @@ run_stage "$GAN_TIMEOUT" $PY -m train --gan --init-from models/denoise_qat.pt --
     --val-every 250 --ckpt-every 100 --seed 31 --device "$DEVICE" --out "$RUNS/denoise-perceptual-gan"
 run_stage "$QAT_TIMEOUT" $PY -m train --task denoise --qat --init-from "$RUNS/denoise-perceptual-gan/best.pt" --data "$DATA" \
     --val "$VAL" --sigma 0 50 --poisson-prob 0.3 --steps "$QAT_STEPS" --batch 8 --patch 96 --lr 5e-5 --warmup 50 --val-every 150 --ckpt-every 50 \
-    --calib-percentile 99.99 --distill 10 --seed 32 --device "$DEVICE" --out "$RUNS/denoise-perceptual-qat"
+    --calib-percentile 99.9 --residual-step 1 --distill 10 --seed 32 --device "$DEVICE" --out "$RUNS/denoise-perceptual-qat"
 [ "${ONLY_TRAIN:-0}" = 1 ] && exit 0
 $PY -m export "$RUNS/denoise-perceptual-qat/best.pt" --out "$OUT" --name denoise_perceptual --tile 256 --overlap 16
 $PY -m export.verify "$OUT/denoise_perceptual_qat.pt" "$OUT" --name denoise_perceptual --images "$VAL" --count 8

@@ -71,7 +71,10 @@ def test_wheel_contents_and_top_level_names(wheel):
     assert len(SHIPPED) >= 3 and "denoise_int8.tflite" in SHIPPED
     assert models == SHIPPED | CARDS | {"SHA256SUMS"}
     assert not [n for n in names if n.endswith((".pt", ".onnx")) or "_restored" in n or "_compare" in n]
-    assert wheel.stat().st_size < 3_000_000
+    # the shipped INT8 models hardly compress; everything else (code, cards, sample, NIQE/BRISQUE
+    # parameters) stays under 1 MB, so a stray float model or checkpoint fails here
+    models_bytes = sum((ROOT / "models" / name).stat().st_size for name in SHIPPED)
+    assert wheel.stat().st_size < models_bytes + 1_000_000
 
 
 def test_wheel_records_model_sha256(wheel):
