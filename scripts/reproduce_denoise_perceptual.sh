@@ -24,11 +24,7 @@ QAT_STEPS=${QAT_STEPS:-600}
 GAN_TIMEOUT=${GAN_TIMEOUT:-0}
 QAT_TIMEOUT=${QAT_TIMEOUT:-0}
 
-run_stage() {  # a time-boxed stage that hits its limit (exit 124) still leaves its checkpoints (written
-  # atomically). TERM, not INT: a job started in the background (&, nohup) inherits SIGINT ignored
-  local limit=$1; shift
-  timeout --signal=TERM "$limit" "$@" || { rc=$?; [ "$rc" -eq 124 ] || exit "$rc"; echo "stage stopped at its ${limit}s limit"; }
-}
+. "$(dirname "$0")/run_stage.sh"  # run_stage LIMIT COMMAND...
 
 run_stage "$GAN_TIMEOUT" $PY -m train --gan --init-from models/denoise_qat.pt --data "$DATA" --val "$VAL" --sigma 0 50 --poisson-prob 0.3 \
     --steps "$GAN_STEPS" --batch 8 --patch 96 --lr 1e-4 --d-lr 2e-4 --adv-weight 0.05 \

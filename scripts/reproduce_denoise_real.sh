@@ -25,11 +25,7 @@ BATCH=${BATCH:-32}
 FLOAT_TIMEOUT=${FLOAT_TIMEOUT:-0}
 QAT_TIMEOUT=${QAT_TIMEOUT:-0}
 
-run_stage() {  # a time-boxed stage that hits its limit (exit 124) still leaves its checkpoints (written
-  # atomically). TERM, not INT: a job started in the background (&, nohup) inherits SIGINT ignored
-  local limit=$1; shift
-  timeout --signal=TERM "$limit" "$@" || { rc=$?; [ "$rc" -eq 124 ] || exit "$rc"; echo "stage stopped at its ${limit}s limit"; }
-}
+. "$(dirname "$0")/run_stage.sh"  # run_stage LIMIT COMMAND...
 
 run_stage "$FLOAT_TIMEOUT" $PY -m train --task denoise --init-from models/denoise_qat.pt --data "$DATA" \
     --camera-noise 0.6 --sigma 0 50 --poisson-prob 0.3 --steps "$FLOAT_STEPS" --batch "$BATCH" --patch 128 \
