@@ -16,6 +16,9 @@ from typing import Callable
 import numpy as np
 
 from . import errors
+from .api import MAX_STRENGTH, RestorationModel, check_strength, list_models, load_model, models_dirs, resolve_model
+from .deblur import DEFAULT_ITERATIONS, DeblurInfo, PnPSchedule, deblur_with_info
+from .backends import DEVICES
 from .batch_files import (
     COMPARE_SUFFIX,
     OUTPUT_SUFFIX,
@@ -28,9 +31,6 @@ from .batch_files import (
     preflight_outputs,
     remove_stale_temps,
 )
-from .api import MAX_STRENGTH, RestorationModel, check_strength, list_models, load_model, models_dirs, resolve_model
-from .deblur import DEFAULT_ITERATIONS, DeblurInfo, PnPSchedule, deblur_with_info
-from .backends import DEVICES
 from .classic import CLASSIC_METHODS, RL_ITERATIONS, estimate_noise_sigma, import_opencv, restore_classic
 from .kernels import KernelSpec, kernel_from_spec, parse_kernel_spec
 from .errors import EdgeRestoreError, InputImageError, MissingInputError, ModelError, OutputWriteError, UsageError
