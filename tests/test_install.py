@@ -106,7 +106,7 @@ def test_installed_wheel_runs_outside_the_checkout(wheel, tmp_path):
 
     listed = run(_bin(venv, "edge-restore"), "--list-models")
     lines = [ln for ln in listed.stdout.splitlines() if "_int8 " in ln]
-    assert len(lines) == 3 and all(str(venv) in ln and "site-packages" in ln for ln in lines)
+    assert len(lines) == len(SHIPPED) and all(str(venv) in ln and "site-packages" in ln for ln in lines)
     assert "30.06 dB" in next(ln for ln in lines if ln.startswith("denoise_int8 "))
 
     probe = run(py, "-c", "import importlib.util as u; print([m for m in ('train', 'export', 'torch', 'tensorflow') if u.find_spec(m)])")
