@@ -17,7 +17,7 @@ import numpy as np
 
 from . import errors
 from .api import MAX_STRENGTH, RestorationModel, check_strength, list_models, load_model, models_dirs, resolve_model
-from .deblur import DEFAULT_ITERATIONS, DeblurInfo, PnPSchedule, deblur_with_info
+from .deblur import DEFAULT_ITERATIONS, DeblurInfo, PnPSchedule, deblur_with_info, refuse_deblur_prior
 from .backends import DEVICES
 from .batch_files import (
     COMPARE_SUFFIX,
@@ -734,6 +734,8 @@ def _run_jobs(
         if pending and classic is None:
             model = load_model(args.model, threads=args.threads, device=args.device, cpu_fallback=args.cpu_fallback,
                                overlap=args.tile_overlap, strength=1.0 if args.strength is None else args.strength)
+            if pnp is None:
+                refuse_deblur_prior(model)
         stop.check()
     except Interrupted as exc:  # the manifest is promised whenever a run is interrupted: every file pending
         stop.finishing = True

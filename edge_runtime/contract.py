@@ -32,7 +32,8 @@ DEFAULT_OVERLAP = 16
 #: Pixel range in 8-bit images; the int8 input/output tensors use exactly this grid.
 PIXEL_MAX = 255.0
 
-TASKS = ("denoise", "deblur", "both")
+#: pnp-prior: a denoiser of what plug-and-play deconvolution's data step leaves (edge_runtime.deblur)
+TASKS = ("denoise", "deblur", "both", "pnp-prior")
 #: Bounds on what a model file may make the runtime parse and allocate (a contract is ~300 bytes;
 #: the tiler allocates a handful of T x T x C float buffers and a T-row band, so T is capped).
 MAX_CONTRACT_BYTES = 64 * 1024

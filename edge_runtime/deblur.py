@@ -211,6 +211,15 @@ def pnp_deconvolve(
     return result
 
 
+def refuse_deblur_prior(model) -> None:
+    """Raise UsageError for a plug-and-play prior (contract task "pnp-prior") asked to restore a
+    photo directly: it learned what the deconvolution's data step leaves, not camera noise."""
+    if model.contract.task == "pnp-prior":
+        raise UsageError(f"{model.path.name} is a plug-and-play deblurring prior, trained on what the deconvolution "
+                         "leaves, not on photos: give the blur --kernel (a file, motion:L,A, disk:R, gaussian:S or "
+                         "estimate), or denoise with --model denoise")
+
+
 @dataclass
 class DeblurInfo:
     """What a deblur run used: the kernel, where it came from, the noise level and the schedule."""

@@ -49,6 +49,7 @@ import numpy as np
 
 from . import errors
 from .api import FrameStream, RestorationModel, load_model
+from .deblur import refuse_deblur_prior
 from .backends import DEVICES
 from .batch_files import COMPARE_SUFFIX, OUTPUT_SUFFIX, Job
 from .cli import _threads, out_of_memory, restore_file
@@ -490,6 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             model = load_model(args.model, threads=args.threads, device=args.device, cpu_fallback=args.cpu_fallback)
+            refuse_deblur_prior(model)  # watch mode denoises: it has no --kernel
             watcher = FolderWatcher(
                 model, args.in_dir, args.out_dir, args.processed, args.failed, args.dropped,
                 stable_polls=args.stable_polls, maxsize=args.queue, out_format=args.format, quality=args.quality,

@@ -48,13 +48,34 @@ def blurred_set(folder: Path, kernel_dirs: list[Path], count: int, crop: int, si
     return triples
 
 
+def torch_denoiser(path: str, threads: int):
+    """A training checkpoint as the prior (float torch, output on the 8-bit grid as the board's is):
+    for judging a prior while it trains, before any export."""
+    import torch
+
+    from train.checkpoint import load_restorer
+    from train.quant import set_quant_mode
+
+    torch.set_num_threads(threads)
+    model, ckpt = load_restorer(path)
+    set_quant_mode(model, "off")
+    model.eval()
+
+    @torch.no_grad()
+    def restore(img: np.ndarray) -> np.ndarray:
+        out = model(torch.from_numpy(img.transpose(2, 0, 1)[None].astype(np.float32).copy()))[0]
+        return to_8bit(out.numpy().transpose(1, 2, 0))
+
+    return restore
+
+
 def to_8bit(img: np.ndarray) -> np.ndarray:
     return np.round(np.clip(img, 0, 1) * 255) / 255
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="models/denoise_int8.tflite", help="denoiser (.tflite or .onnx)")
+    p.add_argument("--model", default="models/denoise_int8.tflite", help="denoiser (.tflite, .onnx, or a training checkpoint .pt run in float torch)")
     p.add_argument("--data", default=str(SHARED / "CBSD432"), help="clean photos (held-out slice skipped)")
     p.add_argument("--images", type=int, default=6, help="photos (each with ~5 kernels)")
     p.add_argument("--crop", type=int, default=192, help="centre crop side in px")
@@ -75,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pnp_schedule_sweep: missing data folder(s): {', '.join(missing)}", file=sys.stderr)
         return 66
     triples = blurred_set(Path(args.data), kernel_dirs, args.images, args.crop, args.sigma)
-    model = load_model(args.model, threads=args.threads)
+    restore = (torch_denoiser(args.model, args.threads) if args.model.endswith(".pt")
+               else load_model(args.model, threads=args.threads).restore)
     sn = float(np.hypot(args.sigma, 1 / np.sqrt(12)))  # the 8-bit rounding adds to the noise
     print(f"{len(triples)} blurred crops of {args.crop} px, sigma {args.sigma}; model {args.model}")
     wiener = np.mean([psnr(to_8bit(wiener_deconvolve(y, k, sigma=sn)), c) for c, y, k in triples])
@@ -89,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         schedule = PnPSchedule(iterations=iters, weight=weight, start_sigma=start, relax_sigma=relax,
                                output=output).check()
         t0 = time.perf_counter()
-        score = np.mean([psnr(to_8bit(pnp_deconvolve_block(y, k, model.restore, sn, schedule)), c)
+        score = np.mean([psnr(to_8bit(pnp_deconvolve_block(y, k, restore, sn, schedule)), c)
                          for c, y, k in triples])
         label = f"pnp it={iters} lambda={weight:g} start={start:g} relax={relax:g} out={output}"
         print(f"{label:<50} {score:6.2f} dB  ({score - wiener:+.2f} vs wiener, {time.perf_counter() - t0:.1f} s)",

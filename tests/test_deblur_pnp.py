@@ -162,3 +162,27 @@ def test_blind_estimate_deblurs_and_saves_its_kernel(tmp_path):
     assert saved.ndim == 2 and saved.shape[0] % 2 == 1 and saved.max() == 255
     sharp = np.asarray(Image.open(tmp_path / "s.png")).astype(np.float32) / 255
     assert psnr(sharp, clean) > psnr(blurred, clean) + 1.0
+
+
+def test_a_deblur_prior_refuses_to_denoise_without_a_kernel(tmp_path, capsys):
+    """A pnp-prior model learned what the data step leaves: run on a photo without --kernel it is
+    refused with a usage error (2) before any output; with a kernel it deblurs."""
+    from dataclasses import replace
+
+    import onnx
+
+    from edge_runtime.contract import METADATA_KEY, ModelContract
+
+    fixture = onnx.load(ROOT / "tests" / "data" / "float_static.onnx")
+    entry = next(p for p in fixture.metadata_props if p.key == METADATA_KEY)
+    entry.value = replace(ModelContract.from_json(entry.value), task="pnp-prior").to_json()
+    prior = tmp_path / "prior.onnx"
+    onnx.save(fixture, prior)
+    photo = write_png(tmp_path / "p.png", np.full((40, 40, 3), 128, np.uint8))
+    rc = main(["--model", str(prior), str(photo), "-o", str(tmp_path / "out.png")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "plug-and-play deblurring prior" in err and "--kernel" in err
+    assert not (tmp_path / "out.png").exists()
+    assert main(["--model", str(prior), "--kernel", "motion:5,0", "--noise-sigma", "1", str(photo),
+                 "-o", str(tmp_path / "out.png")]) == 0
+    assert (tmp_path / "out.png").exists()

@@ -31,6 +31,7 @@ import sys
 from dataclasses import replace
 
 from edge_runtime.cli import int_at_least
+from edge_runtime.contract import TASKS
 
 from .data import PatchConfig
 from .degradations import DegradationConfig
@@ -55,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edge-restore-train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--summary", action="store_true", help="print parameters and MACs/pixel of every preset and exit")
-    p.add_argument("--task", choices=("denoise", "deblur", "both"), default=dd.task, help="what degradation to learn to undo")
+    p.add_argument("--task", choices=TASKS, default=dd.task,
+                   help="what degradation to learn to undo; pnp-prior: the data-step output of plug-and-play "
+                        "deconvolution, made with the model being trained as the prior (train/pnp_prior.py)")
     p.add_argument("--data", action="append", default=[], metavar="DIR",
                    help="folder of clean photos (recursive; repeatable). None: procedural dead leaves only")
     p.add_argument("--val", action="append", default=[], metavar="DIR", help="extra validation folder (e.g. Set14)")

@@ -11,6 +11,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -118,6 +119,8 @@ class PatchSampler:
         self.degradation = degradation
         self.cfg = cfg
         self.channels = channels
+        #: pnp-prior: the denoiser run inside the HQS loop that makes later-iteration inputs
+        self.prior: Callable[[np.ndarray], np.ndarray] | None = None
 
     def clean_patch(self, rng: np.random.Generator) -> np.ndarray:
         p = self.cfg.patch
@@ -134,7 +137,12 @@ class PatchSampler:
         """(degraded, clean) as float32 NCHW arrays for training step `step`."""
         rng = np.random.default_rng([self.cfg.seed, step])
         clean = np.stack([self.clean_patch(rng) for _ in range(self.cfg.batch)])
-        noisy = np.stack([degrade(c, self.degradation, rng) for c in clean])
+        if self.degradation.task == "pnp-prior":
+            from .pnp_prior import pnp_batch
+
+            noisy = pnp_batch(clean, self.degradation, rng, self.prior)
+        else:
+            noisy = np.stack([degrade(c, self.degradation, rng) for c in clean])
         return noisy.transpose(0, 3, 1, 2).copy(), clean.transpose(0, 3, 1, 2).copy()
 
 

@@ -243,7 +243,7 @@ def add_camera_noise(img: np.ndarray, rng: np.random.Generator, cfg: CameraNoise
 class DegradationConfig:
     """What to do to a clean patch. Sigmas on the 0-255 scale; probabilities in [0, 1]."""
 
-    task: str = "denoise"  # denoise | deblur | both
+    task: str = "denoise"  # denoise | deblur | both | pnp-prior (train/pnp_prior.py)
     sigma_min: float = 0.0
     sigma_max: float = 50.0
     poisson_prob: float = 0.3  # fraction of noisy samples using Poisson-Gaussian noise
@@ -256,6 +256,8 @@ class DegradationConfig:
     quantize: bool = True  # clip and round to 8 bits, as real photos arrive
     camera_prob: float = 0.0  # denoise: share of samples noised through the camera pipeline instead
     camera: CameraNoiseConfig = CameraNoiseConfig()
+    pnp_sigma: tuple[float, float] = (0.5, 4.0)  # pnp-prior: measurement noise before the data step
+    pnp_iterations: tuple[int, int] = (3, 6)  # pnp-prior: HQS schedule lengths drawn
 
     @classmethod
     def from_dict(cls, values: dict) -> "DegradationConfig":
@@ -279,6 +281,10 @@ def random_blur_kernel(cfg: DegradationConfig, rng: np.random.Generator) -> np.n
 
 def degrade(img: np.ndarray, cfg: DegradationConfig, rng: np.random.Generator) -> np.ndarray:
     """Apply the configured degradation chain (blur, then noise, then JPEG, then 8-bit rounding)."""
+    if cfg.task == "pnp-prior":  # first-iteration inputs only: later ones need the prior itself
+        from .pnp_prior import pnp_batch
+
+        return pnp_batch(img[None], cfg, rng)[0]
     out = img
     sigma_min, sigma_max = cfg.sigma_min, cfg.sigma_max
     if cfg.task in ("deblur", "both"):

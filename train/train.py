@@ -17,6 +17,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -24,7 +25,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from edge_runtime.contract import DEFAULT_TILE, TORCH_LAYOUT, ModelContract
+from edge_runtime.contract import DEFAULT_TILE, PIXEL_MAX, TORCH_LAYOUT, ModelContract
 from edge_runtime.metrics import psnr
 
 from .checkpoint import load_checkpoint, load_restorer, load_weights, save_checkpoint, warm_start_weights
@@ -244,6 +245,19 @@ def float_teacher(model: Restorer) -> Restorer:
     return teacher.eval()
 
 
+def model_prior(model: Restorer) -> Callable[[np.ndarray], np.ndarray]:
+    """`model` as the denoiser of a pnp-prior sampler: NxHxWxC 8-bit-rounded float32 in, the same
+    rounded to 8 bits out, as the board's INT8 prior returns it. No gradient flows through it."""
+    device = next(model.parameters()).device
+
+    @torch.no_grad()
+    def run(images: np.ndarray) -> np.ndarray:
+        out = model(torch.from_numpy(images.transpose(0, 3, 1, 2).copy()).to(device)).float().clamp(0, 1)
+        return (torch.round(out * PIXEL_MAX) / PIXEL_MAX).cpu().numpy().transpose(0, 2, 3, 1).copy()
+
+    return run
+
+
 def validation_degradation(train_deg: DegradationConfig) -> DegradationConfig:
     """Denoisers are tracked at the standard AWGN sigma 25; deblurrers on their training mix."""
     if train_deg.task == "denoise" and train_deg.camera_prob > 0:  # a real-noise model: tracked on camera noise
@@ -297,6 +311,9 @@ def _train(cfg: TrainConfig, ddp: Distributed, device: torch.device) -> Path:
                          "and bfloat16/float16 autocast would round the fake-quantized values")
     if cfg.distill < 0:
         raise ValueError(f"--distill must be >= 0, got {cfg.distill}")
+    if cfg.degradation.task == "pnp-prior" and cfg.loader_workers:
+        raise ValueError("--task pnp-prior runs the model inside the sampler, so batches are made in the training "
+                         "process: leave --loader-workers at 0")
     if cfg.distill and not cfg.qat:
         raise ValueError("--distill is a QAT option: the teacher is the float model that --qat starts from")
     out = Path(cfg.out_dir)
@@ -363,6 +380,8 @@ def _train(cfg: TrainConfig, ddp: Distributed, device: torch.device) -> Path:
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp and device.type == "cuda")
     amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
     ema = copy.deepcopy(model).requires_grad_(False) if ddp.is_main else None
+    if cfg.degradation.task == "pnp-prior":  # later HQS iterations are made by the model being trained
+        sampler.prior = model_prior(ema if ema is not None else net)
     start, best = 0, -math.inf
     last_path, best_path = out / "last.pt", out / "best.pt"
     if cfg.resume and last_path.exists():

@@ -1,0 +1,70 @@
+"""Training inputs for a plug-and-play prior (train/pnp_prior.py) and a tiny pnp-prior training run."""
+
+import numpy as np
+import pytest
+
+from edge_runtime.metrics import psnr
+from train.degradations import DegradationConfig, degrade
+from train.pnp_prior import PNP_KERNEL_MAX, pnp_batch, random_pnp_kernel
+
+CFG = DegradationConfig(task="pnp-prior")
+
+
+@pytest.fixture(scope="module")
+def patch():
+    data = pytest.importorskip("skimage.data")
+    return data.astronaut()[120:184, 180:244].astype(np.float32) / 255
+
+
+def test_random_kernels_are_normalised_and_fit_the_cap():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        k = random_pnp_kernel(rng)
+        assert k.ndim == 2 and max(k.shape) <= PNP_KERNEL_MAX and k.min() >= 0
+        assert abs(k.sum() - 1) < 1e-9
+
+
+def test_first_iteration_inputs_are_8_bit_reproducible_and_blurred(patch):
+    clean = np.stack([patch] * 6)
+    a = pnp_batch(clean, CFG, np.random.default_rng(3))
+    b = pnp_batch(clean, CFG, np.random.default_rng(3))
+    assert a.shape == clean.shape and a.dtype == np.float32 and np.array_equal(a, b)
+    assert np.array_equal(np.round(a * 255), a * 255) and a.min() >= 0 and a.max() <= 1
+    scores = [psnr(x, patch) for x in a]
+    assert 15 < np.mean(scores) < 40  # degraded, not clean, not garbage
+    # degrade() makes the same first-iteration input for one image (validation pairs use it)
+    one = degrade(patch, CFG, np.random.default_rng(5))
+    assert one.shape == patch.shape and np.array_equal(np.round(one * 255), one * 255)
+
+
+def test_later_iterations_run_the_prior_and_start_from_its_output(patch):
+    """With a prior that knows the answer, later-iteration inputs are far cleaner than the first:
+    the data step starts from the prior's output, as the board's HQS loop does."""
+    clean = np.stack([patch] * 12)
+    calls = []
+
+    def oracle(stack: np.ndarray) -> np.ndarray:
+        calls.append(stack.shape)
+        assert np.array_equal(np.round(stack * 255), stack * 255)  # the prior reads 8-bit pixels
+        return np.repeat(np.round(patch[None] * 255) / 255, len(stack), axis=0)
+
+    first = pnp_batch(clean, CFG, np.random.default_rng(7))
+    later = pnp_batch(clean, CFG, np.random.default_rng(7), prior=oracle)
+    assert calls and all(s[1:] == patch.shape for s in calls)
+    gains = [psnr(l, patch) - psnr(f, patch) for f, l in zip(first, later)]
+    moved = [g for g in gains if g != 0]  # samples stopped at iteration 1 are unchanged
+    assert len(moved) >= 4 and min(moved) > 3.0
+
+
+@pytest.mark.slow
+def test_pnp_prior_training_runs_the_model_in_the_loop(tmp_path):
+    from edge_runtime.contract import ModelContract
+    from train.checkpoint import load_checkpoint
+    from train.cli import main as train_main
+
+    args = ["--preset", "tiny", "--patch", "32", "--batch", "4", "--threads", "1", "--task", "pnp-prior",
+            "--steps", "6", "--val-every", "6", "--out", str(tmp_path / "run")]
+    assert train_main(args) == 0
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert ckpt["step"] == 6 and ModelContract.from_json(ckpt["contract"]).task == "pnp-prior"
+    assert train_main([*args[:-2], "--loader-workers", "2", "--out", str(tmp_path / "bad")]) == 1
