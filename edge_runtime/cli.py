@@ -101,9 +101,9 @@ examples:
   {PROG} --model denoise --device edgetpu --cpu-fallback --benchmark --compare img.png
   {PROG} --list-models
   {PROG} --model denoise --strength 0.7 portrait.jpg     # lighter denoising, more texture kept
-  {PROG} --model denoise --kernel k.npy --noise-sigma 2.55 photo.png -o out.png   # deblur, known kernel
-  {PROG} --model denoise --kernel motion:15,30 belt.png   # linear motion: belt speed x exposure
-  {PROG} --model denoise --kernel estimate --save-kernel k.png shaky.jpg   # blind deblurring
+  {PROG} --model deblur_prior --kernel k.npy --noise-sigma 2.55 photo.png -o out.png   # deblur, known kernel
+  {PROG} --model deblur_prior --kernel motion:15,30 belt.png   # linear motion: belt speed x exposure
+  {PROG} --model deblur_prior --kernel estimate --save-kernel k.png shaky.jpg   # blind deblurring
   {PROG} --classic wiener --kernel k.npy --noise-sigma 2.55 photo.jpg -o out.png   # no model needed
   {PROG} --classic rl --kernel shake.png --rl-iterations 20 photos/ -o restored/
   {PROG} --classic nlm noisy.png          # OpenCV; noise sigma estimated per image and printed
@@ -206,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--kernel", metavar="SPEC",
         help="the blur kernel: with a denoiser --model it means plug-and-play deconvolution (the model is the "
-        "image prior; docs/deblur.md), with --classic wiener or rl the classic deconvolution. SPEC is a 2-D "
+        "image prior: deblur_prior was trained for it, any denoiser works; docs/deblur.md), with --classic wiener or rl the classic deconvolution. SPEC is a 2-D "
         ".npy array or a .png image (luminance, non-negative; normalised to sum 1 and centred on pixel "
         "((h-1)//2, (w-1)//2)); motion:LENGTH,ANGLE (linear motion in px and degrees counter-clockwise, e.g. "
         "a conveyor belt's speed x exposure); disk:RADIUS (defocus); gaussian:SIGMA; estimate (blind, "
@@ -546,13 +546,13 @@ def _print_models() -> int:
     if not infos:
         print(f"no *.tflite models in {', '.join(str(d) for d in models_dirs())}")
         return errors.EXIT_OK
-    print(f"{'name':<28} {'task':<8} {'tile':>5} {'quant':<9} {'size':>7}  {'INT8 PSNR (model card)':<34} path")
+    print(f"{'name':<28} {'task':<9} {'tile':>5} {'quant':<9} {'size':>7}  {'INT8 PSNR (model card)':<34} path")
     for info in infos:
         c = info.contract
         task, tile, quant = (c.task, c.tile_size, c.quantization) if c is not None else ("-", "-", "-")
         note = f"  ({info.error})" if c is None else ""
         size = f"{info.size / 1000:.0f} KB"
-        print(f"{info.path.stem:<28} {task:<8} {tile:>5} {quant:<9} {size:>7}  {info.card.psnr or '-':<34} {info.path}{note}")
+        print(f"{info.path.stem:<28} {task:<9} {tile:>5} {quant:<9} {size:>7}  {info.card.psnr or '-':<34} {info.path}{note}")
     return errors.EXIT_OK
 
 

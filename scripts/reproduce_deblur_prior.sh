@@ -18,8 +18,8 @@ RUNS=${RUNS:-runs}
 OUT=${OUT_MODELS:-models}
 PY=${PY:-.venv/bin/python}
 DEVICE=${DEVICE:-cpu}
-FLOAT_STEPS=${FLOAT_STEPS:-3000}
-QAT_STEPS=${QAT_STEPS:-600}
+FLOAT_STEPS=${FLOAT_STEPS:-1600}
+QAT_STEPS=${QAT_STEPS:-400}
 FLOAT_TIMEOUT=${FLOAT_TIMEOUT:-0}
 QAT_TIMEOUT=${QAT_TIMEOUT:-0}
 
@@ -28,7 +28,7 @@ QAT_TIMEOUT=${QAT_TIMEOUT:-0}
 run_stage "$FLOAT_TIMEOUT" $PY -m train --task pnp-prior --init-from models/denoise_qat.pt --data "$DATA" \
     --steps "$FLOAT_STEPS" --batch 8 --patch 128 --lr 2e-4 --warmup 100 --val-every 500 --ckpt-every 100 \
     --seed 41 --device "$DEVICE" --out "$RUNS/pnp-prior"
-run_stage "$QAT_TIMEOUT" $PY -m train --task pnp-prior --qat --init-from "$RUNS/pnp-prior/best.pt" --data "$DATA" \
+run_stage "$QAT_TIMEOUT" $PY -m train --task pnp-prior --qat --init-from "$RUNS/pnp-prior/last.pt" --data "$DATA" \
     --steps "$QAT_STEPS" --batch 8 --patch 128 --lr 5e-5 --warmup 50 --val-every 150 --ckpt-every 50 \
     --calib-percentile 99.99 --distill 1 --seed 42 --device "$DEVICE" --out "$RUNS/pnp-prior-qat"
 [ "${ONLY_TRAIN:-0}" = 1 ] && exit 0

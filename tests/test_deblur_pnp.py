@@ -186,3 +186,19 @@ def test_a_deblur_prior_refuses_to_denoise_without_a_kernel(tmp_path, capsys):
     assert main(["--model", str(prior), "--kernel", "motion:5,0", "--noise-sigma", "1", str(photo),
                  "-o", str(tmp_path / "out.png")]) == 0
     assert (tmp_path / "out.png").exists()
+
+
+def test_the_trained_prior_beats_the_photo_denoiser_as_the_prior(model):
+    """deblur_prior learned what the data step leaves (train/pnp_prior.py): on the same blurred
+    inputs, through the same loop, it beats the main denoiser as the prior."""
+    from edge_runtime.kernels import disk_kernel
+    from train.degradations import motion_kernel
+
+    prior = load_model(ROOT / "models" / "deblur_prior_int8.tflite", threads=1)
+    assert prior.contract.task == "pnp-prior"
+    gains = []
+    for k in (linear_motion_kernel(13, 30), motion_kernel(np.random.default_rng(3), 19), disk_kernel(3.0)):
+        k = np.asarray(k, np.float32) / np.sum(k)
+        clean, blurred = blurred_photo(k)
+        gains.append(psnr(deblur(blurred, k, prior, 2.55), clean) - psnr(deblur(blurred, k, model, 2.55), clean))
+    assert np.mean(gains) > 0.4 and min(gains) > -0.2, gains
