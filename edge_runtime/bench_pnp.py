@@ -22,7 +22,8 @@ from .kernels import linear_motion_kernel
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pnp", action="store_true",
                    help="only time plug-and-play deconvolution against one denoiser pass (issue 16 target)")
-    p.add_argument("--pnp-model", default="denoise", metavar="NAME|PATH", help="denoiser for --pnp (default denoise)")
+    p.add_argument("--pnp-model", default="deblur_prior", metavar="NAME|PATH",
+                   help="the prior for --pnp (default deblur_prior, the prior trained for it)")
     p.add_argument("--pnp-mp", type=float, default=1.0, help="megapixels of the --pnp image (default 1)")
     p.add_argument("--pnp-iterations", default=f"2,4,6,{DEFAULT_ITERATIONS}", metavar="LIST",
                    help=f"iteration counts to time (default 2,4,6,{DEFAULT_ITERATIONS})")

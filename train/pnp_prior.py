@@ -10,8 +10,9 @@ runs through the same QAT -> ONNX -> INT8 path and the same tiler.
 Each sample: a random kernel (camera shake, linear motion, defocus or Gaussian, up to
 `PNP_KERNEL_MAX` px), circular blur of the clean patch (so the data step's FFT model is exact),
 Gaussian noise, 8-bit rounding; then an HQS schedule of random length run for a random number of
-iterations with `prior` (the model being trained, no gradient) as the denoiser, exactly as
-`edge_runtime.deblur.pnp_deconvolve_block` runs it. The input is the 8-bit data-step output of the
+iterations with `prior` (the model being trained, no gradient) as the denoiser, as
+`edge_runtime.deblur.pnp_deconvolve_block` runs it (8-bit pixels in and out), except that every
+prior step is taken in full (the board relaxes the steps below 5/255). The input is the 8-bit data-step output of the
 last iteration reached; the target is the clean patch. Without a prior only first-iteration inputs
 are made (validation, calibration).
 """
@@ -38,7 +39,7 @@ Prior = Callable[[np.ndarray], np.ndarray]  # NxHxWxC float32 8-bit-rounded in, 
 
 def random_pnp_kernel(rng: np.random.Generator, max_size: int = PNP_KERNEL_MAX) -> np.ndarray:
     """Half camera shake (random trajectory in 13..max_size px), a quarter uniform linear motion
-    (5..max_size px, any angle), the rest defocus or Gaussian blur; float64, sum 1."""
+    (5..max_size-2 px, any angle), the rest defocus or Gaussian blur; float64, sum 1."""
     u = rng.random()
     if u < 0.5:
         size = int(rng.integers(6, max_size // 2 + 1)) * 2 + 1
