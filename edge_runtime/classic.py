@@ -273,7 +273,9 @@ def edge_taper_pad(img: np.ndarray, kernel: np.ndarray, margin: int, extra: tupl
 
     weight = (window(h, m, m + ey)[:, None] * window(w, m, m + ex)[None, :])[..., None]
     H = _otf(kernel, (h, w))
-    blurred = np.fft.irfft2(np.fft.rfft2(padded, axes=(0, 1)) * H[..., None], s=(h, w), axes=(0, 1))
+    # per channel plane: numpy's FFT over contiguous planes is ~2.5x faster than over axes (0, 1)
+    planes = np.ascontiguousarray(padded.transpose(2, 0, 1))
+    blurred = np.fft.irfft2(np.fft.rfft2(planes) * H, s=(h, w)).transpose(1, 2, 0)
     return weight * padded + (1.0 - weight) * blurred
 
 

@@ -23,6 +23,7 @@ stays bounded by the block size whatever the photo's size.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -95,47 +96,95 @@ class PnPSchedule:
                 "sigmas": [round(s, 4) for s in self.sigmas(noise_sigma)]}
 
 
+class PlaneFFT:
+    """rfft2 / irfft2 of C x H x W stacks, split across `workers` threads.
+
+    numpy's FFT is single-threaded but releases the GIL. A 2-D transform is 1-D transforms along
+    the rows, then along the columns; each half is cut into `workers` bands of rows (or columns)
+    that run side by side, while the denoiser's threads would otherwise idle between its passes.
+    On 2 cores, 2 workers took a 1 MP block's FFTs from 0.53 to about 0.25 s.
+    """
+
+    def __init__(self, workers: int = 1) -> None:
+        self.workers = max(1, int(workers))
+        self.pool = ThreadPoolExecutor(max_workers=self.workers) if self.workers > 1 else None
+
+    def _bands(self, fn: Callable[[np.ndarray], np.ndarray], src: np.ndarray, out: np.ndarray, axis: int) -> np.ndarray:
+        """out[band] = fn(src[band]) for bands cut along `axis` (not the transformed one)."""
+        if self.pool is None:
+            out[...] = fn(src)
+            return out
+        edges = np.linspace(0, src.shape[axis], self.workers + 1).astype(int)
+        cuts = [(slice(None),) * (axis % src.ndim) + (slice(a, b),) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+        def run(cut: tuple) -> None:
+            out[cut] = fn(src[cut])
+
+        list(self.pool.map(run, cuts))
+        return out
+
+    def rfft2(self, planes: np.ndarray) -> np.ndarray:
+        c, h, w = planes.shape
+        rows = self._bands(lambda a: np.fft.rfft(a, axis=-1), planes, np.empty((c, h, w // 2 + 1), np.complex64), 1)
+        return self._bands(lambda a: np.fft.fft(a, axis=-2), rows, np.empty_like(rows), 2)
+
+    def irfft2(self, spectra: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        cols = self._bands(lambda a: np.fft.ifft(a, axis=-2), spectra, np.empty_like(spectra), 2)
+        return self._bands(lambda a: np.fft.irfft(a, n=shape[1], axis=-1), cols,
+                           np.empty((spectra.shape[0], *shape), np.float32), 1)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+
+
 def pnp_deconvolve_block(
     image: np.ndarray, kernel: np.ndarray, denoise: Denoiser, noise_sigma: float,
     schedule: PnPSchedule = PnPSchedule(), progress: Callable[[], None] | None = None,
+    fft: PlaneFFT | None = None,
 ) -> np.ndarray:
     """HQS PnP on one HxWxC float32 image in [0, 1] (whole, edge-tapered); returns float32 HxWxC.
 
     `denoise` maps an HxWxC float32 image to its denoised version; `progress()` is called after
-    each denoiser pass.
+    each denoiser pass; `fft` runs the transforms (default: one thread).
     """
+    fft = fft or PlaneFFT()
     k = _as_kernel(kernel)
     h, w = image.shape[:2]
     margin = max(k.shape)
     # bottom/right margins grow to sizes pocketfft transforms fast (a prime side is ~10x slower)
     extra = (_fast_len(h + 2 * margin) - h - 2 * margin, _fast_len(w + 2 * margin) - w - 2 * margin)
-    padded = edge_taper_pad(image, k, margin, extra).astype(np.float32)
-    ph, pw = padded.shape[:2]
-    H = _otf(k, (ph, pw)).astype(np.complex64)[..., None]
+    # channel planes (C x H x W): FFTs over contiguous planes ran 2.5x faster than over the
+    # interleaved H x W x C layout (numpy's pocketfft, measured), and the data step is their cost
+    padded = np.ascontiguousarray(edge_taper_pad(image, k, margin, extra).astype(np.float32).transpose(2, 0, 1))
+    ph, pw = padded.shape[1:]
+    H = _otf(k, (ph, pw)).astype(np.complex64)
     H2 = (H.real**2 + H.imag**2).astype(np.float32)
-    KY = np.conj(H) * np.fft.rfft2(padded, axes=(0, 1))
+    Y = fft.rfft2(padded)
+    KY = np.conj(H) * Y
 
-    def data_step(z: np.ndarray, a: float) -> np.ndarray:
-        spectrum = (KY + np.float32(a) * np.fft.rfft2(z, axes=(0, 1))) / (H2 + np.float32(a))
-        return np.fft.irfft2(spectrum, s=(ph, pw), axes=(0, 1)).astype(np.float32)
+    def data_step(z_spectrum: np.ndarray, a: float) -> np.ndarray:
+        spectrum = (KY + np.float32(a) * z_spectrum) / (H2 + np.float32(a))
+        return fft.irfft2(spectrum, (ph, pw)).astype(np.float32, copy=False)
 
-    z = padded  # HQS starts from the blurred image itself
-    inner = (slice(margin, margin + h), slice(margin, margin + w))
+    z_spectrum = Y  # HQS starts from the blurred image itself
+    inner = (slice(None), slice(margin, margin + h), slice(margin, margin + w))
     alphas = schedule.alphas(noise_sigma)
     for a, beta in zip(alphas, schedule.relaxations(noise_sigma)):
-        x = np.clip(data_step(z, a), 0.0, 1.0)
+        x = np.clip(data_step(z_spectrum, a), 0.0, 1.0)
         # the prior runs on the image only: the tapered margin exists for the FFT's sake, and
         # denoising it too would cost up to half a pass more on a small photo
         z = x.copy()
-        z[inner] = denoise(x[inner])
+        z[inner] = denoise(x[inner].transpose(1, 2, 0)).transpose(2, 0, 1)
         if beta < 1.0:
             z[inner] = x[inner] + np.float32(beta) * (z[inner] - x[inner])
+        z_spectrum = fft.rfft2(z)
         if progress is not None:
             progress()
     # one more (cheap) data step pulls the prior's output back towards the measurements: it
     # scored higher than the denoiser's own output in the schedule sweep (docs/deblur.md)
-    result = data_step(z, alphas[-1]) if schedule.output == "data" else z
-    return result[inner]
+    result = data_step(z_spectrum, alphas[-1]) if schedule.output == "data" else z
+    return np.ascontiguousarray(result[inner].transpose(1, 2, 0))
 
 
 @dataclass(frozen=True)
@@ -160,6 +209,10 @@ class BlockPlan:
         return out
 
     def blocks(self) -> list[tuple[tuple[int, int, int, int], tuple[int, int, int, int]]]:
+        # FFT memory follows the area: an image no larger than one full block's area is one block
+        # whatever its shape (a 1155x866 photo split in two ran the denoiser on 20% more pixels)
+        if self.height * self.width <= (self.core + 2 * self.context) ** 2:
+            return [((0, self.height, 0, self.height), (0, self.width, 0, self.width))]
         return [(r, c) for r in self.spans(self.height) for c in self.spans(self.width)]
 
 
@@ -188,26 +241,31 @@ def pnp_deconvolve(
     per_pass = [model.tiler(r[1] - r[0], cc[1] - cc[0], c).tiles for r, cc in plan.blocks()]
     total, done = schedule.iterations * sum(per_pass), 0
 
-    for (rows, cols), tiles in zip(plan.blocks(), per_pass):
-        def tile_progress(d: int, t: int) -> None:
-            if progress is not None:
-                progress(done + d, total)
+    # the FFTs get the denoiser's threads: they run between its passes, never beside them
+    fft = PlaneFFT(min(c, int(getattr(getattr(model, "backend", None), "threads", 1) or 1)))
+    try:
+        for (rows, cols), tiles in zip(plan.blocks(), per_pass):
+            def tile_progress(d: int, t: int) -> None:
+                if progress is not None:
+                    progress(done + d, total)
 
-        def one_pass() -> None:
-            nonlocal done
-            done += tiles
+            def one_pass() -> None:
+                nonlocal done
+                done += tiles
 
-        def denoise(x: np.ndarray) -> np.ndarray:
-            # 8-bit pixels in and out: an int8 model reads its input on this grid anyway, and
-            # uint8 tiles take the runtime's fast path (no float quantize/dequantize per tile)
-            pixels = np.rint(x * np.float32(255.0)).astype(np.uint8)
-            return model.restore(pixels, progress=tile_progress).astype(np.float32) / np.float32(255.0)
+            def denoise(x: np.ndarray) -> np.ndarray:
+                # 8-bit pixels in and out: an int8 model reads its input on this grid anyway, and
+                # uint8 tiles take the runtime's fast path (no float quantize/dequantize per tile)
+                pixels = np.rint(x * np.float32(255.0)).astype(np.uint8)
+                return model.restore(pixels, progress=tile_progress).astype(np.float32) / np.float32(255.0)
 
-        block = _to_float(color[rows[0] : rows[1], cols[0] : cols[1]])
-        restored = pnp_deconvolve_block(block, k, denoise, noise_sigma, schedule, progress=one_pass)
-        core_rows = slice(rows[2] - rows[0], rows[3] - rows[0])
-        core_cols = slice(cols[2] - cols[0], cols[3] - cols[0])
-        result[rows[2] : rows[3], cols[2] : cols[3]] = _from_float(restored[core_rows, core_cols], result.dtype)
+            block = _to_float(color[rows[0] : rows[1], cols[0] : cols[1]])
+            restored = pnp_deconvolve_block(block, k, denoise, noise_sigma, schedule, progress=one_pass, fft=fft)
+            core_rows = slice(rows[2] - rows[0], rows[3] - rows[0])
+            core_cols = slice(cols[2] - cols[0], cols[3] - cols[0])
+            result[rows[2] : rows[3], cols[2] : cols[3]] = _from_float(restored[core_rows, core_cols], result.dtype)
+    finally:
+        fft.close()
     return result
 
 

@@ -202,3 +202,17 @@ def test_the_trained_prior_beats_the_photo_denoiser_as_the_prior(model):
         clean, blurred = blurred_photo(k)
         gains.append(psnr(deblur(blurred, k, prior, 2.55), clean) - psnr(deblur(blurred, k, model, 2.55), clean))
     assert np.mean(gains) > 0.4 and min(gains) > -0.2, gains
+
+
+def test_block_plan_keeps_a_one_block_area_whole_and_tiles_larger_images():
+    from edge_runtime.deblur import block_plan
+
+    k = linear_motion_kernel(21, 30)
+    # 1 MP in a wide frame: one block, not a 1024 px block plus a sliver that re-runs the prior
+    assert len(block_plan(866, 1155, k).blocks()) == 1 and len(block_plan(400, 2600, k).blocks()) == 1
+    plan = block_plan(3000, 4000, k)
+    covered = np.zeros((3000, 4000), np.int32)
+    for (r0, r1, c0, c1), (s0, s1, t0, t1) in plan.blocks():
+        assert r0 <= c0 < c1 <= r1 and s0 <= t0 < t1 <= s1
+        covered[c0:c1, t0:t1] += 1
+    assert len(plan.blocks()) == 12 and (covered == 1).all()
