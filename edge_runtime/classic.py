@@ -244,6 +244,19 @@ def _fast_len(n: int) -> int:
 # --------------------------------------------------------------------------------------------
 
 
+def taper_weight(shape: tuple[int, int], margin: int, extra: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """The HxW blend weight of :func:`edge_taper_pad`: 1 over the image, a raised cosine down to 0
+    across each margin (`extra` widens the bottom and right ones)."""
+
+    def window(n: int, lead: int, tail: int) -> np.ndarray:
+        t = np.ones(n)
+        t[:lead] = 0.5 - 0.5 * np.cos(np.pi * np.arange(lead) / max(lead, 1))
+        t[n - tail :] = (0.5 - 0.5 * np.cos(np.pi * np.arange(tail) / max(tail, 1)))[::-1]
+        return t
+
+    return window(shape[0], margin, margin + extra[0])[:, None] * window(shape[1], margin, margin + extra[1])[None, :]
+
+
 def edge_taper_pad(img: np.ndarray, kernel: np.ndarray, margin: int, extra: tuple[int, int] = (0, 0)) -> np.ndarray:
     """Pad by reflection by `margin` pixels, then taper the margin so the result is smooth when wrapped.
 
@@ -261,17 +274,7 @@ def edge_taper_pad(img: np.ndarray, kernel: np.ndarray, margin: int, extra: tupl
     if m == 0 and ey == 0 and ex == 0:
         return padded
     h, w = padded.shape[:2]
-
-    def ramp(n: int) -> np.ndarray:
-        return 0.5 - 0.5 * np.cos(np.pi * np.arange(n) / n)
-
-    def window(n: int, lead: int, tail: int) -> np.ndarray:
-        t = np.ones(n)
-        t[:lead] = ramp(lead)
-        t[n - tail :] = ramp(tail)[::-1]
-        return t
-
-    weight = (window(h, m, m + ey)[:, None] * window(w, m, m + ex)[None, :])[..., None]
+    weight = taper_weight((h, w), m, (ey, ex))[..., None]
     H = _otf(kernel, (h, w))
     # per channel plane: numpy's FFT over contiguous planes is ~2.5x faster than over axes (0, 1)
     planes = np.ascontiguousarray(padded.transpose(2, 0, 1))

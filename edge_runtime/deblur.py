@@ -29,7 +29,7 @@ from typing import Callable
 
 import numpy as np
 
-from .classic import _as_kernel, _fast_len, _from_float, _otf, _to_float, edge_taper_pad, estimate_noise_sigma
+from .classic import _as_kernel, _fast_len, _from_float, _otf, _to_float, estimate_noise_sigma, taper_weight
 from .contract import PIXEL_MAX
 from .errors import KernelError, UsageError
 
@@ -155,11 +155,15 @@ def pnp_deconvolve_block(
     # bottom/right margins grow to sizes pocketfft transforms fast (a prime side is ~10x slower)
     extra = (_fast_len(h + 2 * margin) - h - 2 * margin, _fast_len(w + 2 * margin) - w - 2 * margin)
     # channel planes (C x H x W): FFTs over contiguous planes ran 2.5x faster than over the
-    # interleaved H x W x C layout (numpy's pocketfft, measured), and the data step is their cost
-    padded = np.ascontiguousarray(edge_taper_pad(image, k, margin, extra).astype(np.float32).transpose(2, 0, 1))
-    ph, pw = padded.shape[1:]
+    # interleaved H x W x C layout (numpy's pocketfft, measured), and the data step is their cost.
+    # The edge taper is classic.edge_taper_pad's, in float32 on these planes and threads.
+    planes = np.ascontiguousarray(image.astype(np.float32).transpose(2, 0, 1))
+    reflected = np.pad(planes, ((0, 0), (margin, margin + extra[0]), (margin, margin + extra[1])), mode="reflect")
+    ph, pw = reflected.shape[1:]
     H = _otf(k, (ph, pw)).astype(np.complex64)
     H2 = (H.real**2 + H.imag**2).astype(np.float32)
+    weight = taper_weight((ph, pw), margin, extra).astype(np.float32)
+    padded = reflected * weight + fft.irfft2(fft.rfft2(reflected) * H, (ph, pw)) * (1 - weight)
     Y = fft.rfft2(padded)
     KY = np.conj(H) * Y
 
