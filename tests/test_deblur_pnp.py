@@ -216,3 +216,23 @@ def test_block_plan_keeps_a_one_block_area_whole_and_tiles_larger_images():
         assert r0 <= c0 < c1 <= r1 and s0 <= t0 < t1 <= s1
         covered[c0:c1, t0:t1] += 1
     assert len(plan.blocks()) == 12 and (covered == 1).all()
+
+
+def test_a_block_peaks_below_ten_copies_of_its_padded_planes():
+    """The data step works in place: a block's numpy peak stays near 9 float32 copies of its padded
+    C x H x W planes (plain expressions took 12), which is what bounds a 48 MP photo's memory."""
+    import tracemalloc
+
+    from edge_runtime.classic import _fast_len
+    from edge_runtime.deblur import PlaneFFT, pnp_deconvolve_block
+
+    image = np.random.default_rng(0).random((400, 400, 3)).astype(np.float32)
+    k = linear_motion_kernel(21, 30)
+    stack = 3 * _fast_len(400 + 2 * 21) ** 2 * 4
+    tracemalloc.start()
+    try:
+        pnp_deconvolve_block(image, k, lambda x: x * np.float32(0.9), 2.57, PnPSchedule(), fft=PlaneFFT(2))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 10 * stack, peak / stack
