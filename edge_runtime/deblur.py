@@ -1,8 +1,8 @@
-"""Plug-and-play deconvolution with the shipped denoiser as the image prior (numpy + the runtime).
+"""Plug-and-play deconvolution with a shipped INT8 denoiser as the image prior (numpy + the runtime).
 
     from edge_runtime import load_model
     from edge_runtime.deblur import deblur
-    sharp = deblur(photo, kernel="motion:15,30", model=load_model("denoise"), noise_sigma=2.55)
+    sharp = deblur(photo, kernel="motion:15,30", model=load_model("deblur_prior"), noise_sigma=2.55)
 
 Half-quadratic splitting (HQS), as in IRCNN (Zhang et al., CVPR 2017) and DPIR (Zhang et al.,
 TPAMI 2021): starting from the blurred image, alternate
@@ -372,7 +372,8 @@ def deblur(
     image: HxW, HxWxC (alpha passed through), uint8 / uint16 / float in [0, 1]; same dtype and
     shape back. kernel: a 2-D array, a .npy/.png path, or a `--kernel` spec ("motion:15,30",
     "disk:3", "gaussian:1.5", "estimate", "motion:estimate"). model: a RestorationModel or a
-    model name/path ("denoise"). noise_sigma: noise std on the 0-255 scale (None: estimated).
-    iterations: denoiser passes (more: slower, see docs/deblur.md).
+    model name/path ("deblur_prior", the prior trained for this loop; any denoiser works).
+    noise_sigma: noise std on the 0-255 scale (None: estimated). iterations: denoiser passes
+    (more: slower, see docs/deblur.md).
     """
     return deblur_with_info(image, kernel, model, noise_sigma, iterations, progress=progress)[0]
