@@ -362,3 +362,16 @@ def test_compare_name_follows_output_and_is_printed(tmp_path, int8_model, capsys
     assert _run("-m", int8_model, tmp_path / "a.png", "-o", tmp_path / "clean.png", "--compare") == 0
     assert capsys.readouterr().out.split() == [str(tmp_path / "clean.png"), str(tmp_path / "clean_compare.png")]
     assert Image.open(tmp_path / "clean_compare.png").size == (60, 20)
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(monkeypatch, capsys):
+    """`edge-restore --list-models | head -1`: the closed pipe ends the run quietly with 141."""
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader has gone: every write now fails with EPIPE
+    with os.fdopen(write_end, "w", buffering=1) as gone:
+        monkeypatch.setattr("sys.stdout", gone)
+        assert main(["--list-models"]) == 141
+        monkeypatch.undo()
+    assert "Traceback" not in capsys.readouterr().err
