@@ -339,7 +339,7 @@ def test_exit_codes_document_matches_the_code():
     text = (ROOT / "docs" / "exit-codes.md").read_text()
     documented = {int(m) for m in re.findall(r"^\| (\d+) \|", text, re.M)}
     constants = {v for k, v in vars(errors).items() if k.startswith("EXIT_")}
-    assert documented == constants | {128 + signal.SIGINT, 128 + signal.SIGTERM}
+    assert documented == constants | {128 + signal.SIGINT, 128 + signal.SIGTERM, 128 + signal.SIGPIPE}
     for exc, code in ((errors.UsageError, 1), (errors.InputImageError, 65), (errors.MissingInputError, 66),
                       (errors.OutputWriteError, 73), (errors.ModelError, 78), (errors.DeviceError, 78)):
         assert exc("x").exit_code == code and f"| {code} |" in text and exc.__name__ in text
