@@ -28,6 +28,8 @@ QAT_TIMEOUT=${QAT_TIMEOUT:-0}
 run_stage "$FLOAT_TIMEOUT" $PY -m train --task pnp-prior --init-from models/denoise_qat.pt --data "$DATA" \
     --steps "$FLOAT_STEPS" --batch 8 --patch 128 --lr 2e-4 --warmup 100 --val-every 500 --ckpt-every 100 \
     --seed 41 --device "$DEVICE" --out "$RUNS/pnp-prior"
+# QAT from last.pt: the shipped run's validation scored first-iteration inputs, not whole
+# deconvolutions (models/deblur_prior.md); training now validates those
 run_stage "$QAT_TIMEOUT" $PY -m train --task pnp-prior --qat --init-from "$RUNS/pnp-prior/last.pt" --data "$DATA" \
     --steps "$QAT_STEPS" --batch 8 --patch 128 --lr 5e-5 --warmup 50 --val-every 150 --ckpt-every 50 \
     --calib-percentile 99.99 --distill 1 --seed 42 --device "$DEVICE" --out "$RUNS/pnp-prior-qat"

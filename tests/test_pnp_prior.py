@@ -68,3 +68,17 @@ def test_pnp_prior_training_runs_the_model_in_the_loop(tmp_path):
     ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
     assert ckpt["step"] == 6 and ModelContract.from_json(ckpt["contract"]).task == "pnp-prior"
     assert train_main([*args[:-2], "--loader-workers", "2", "--out", str(tmp_path / "bad")]) == 1
+
+
+def test_validation_scores_whole_deconvolutions(patch):
+    """pnp-prior runs are validated on what the board returns (the last data step after the last
+    prior step), so a better prior scores higher: an oracle beats doing nothing by far."""
+    from train.pnp_prior import pnp_validation_psnr
+
+    def oracle(stack):
+        return np.repeat(np.round(patch[None] * 255) / 255, len(stack), axis=0)
+
+    cleans = [patch, patch]
+    nothing = pnp_validation_psnr(lambda s: s, cleans, CFG)
+    assert pnp_validation_psnr(lambda s: s, cleans, CFG) == nothing  # seeded: the same blurs every time
+    assert pnp_validation_psnr(oracle, cleans, CFG) > nothing + 5.0

@@ -12,14 +12,15 @@ Each sample: a random kernel (camera shake, linear motion, defocus or Gaussian, 
 Gaussian noise, 8-bit rounding; then an HQS schedule of random length run for a random number of
 iterations with `prior` (the model being trained, no gradient) as the denoiser, as
 `edge_runtime.deblur.pnp_deconvolve_block` runs it (8-bit pixels in and out), except that every
-prior step is taken in full (the board relaxes the steps below 5/255). The input is the 8-bit data-step output of the
-last iteration reached; the target is the clean patch. Without a prior only first-iteration inputs
-are made (validation, calibration).
+prior step is taken in full (the board relaxes the steps below 5/255). The input is the 8-bit
+data-step output of the last iteration reached; the target is the clean patch. Without a prior only first-iteration inputs
+are made (QAT calibration). Training validates whole deconvolutions (:func:`pnp_validation_psnr`).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Callable
 
 import numpy as np
@@ -33,6 +34,10 @@ from .degradations import DegradationConfig, defocus_kernel, gaussian_kernel, mo
 
 #: Largest kernel side drawn (the Levin kernels reach 27 px, camera shake in phones ~30).
 PNP_KERNEL_MAX = 31
+
+#: Images per validation set for pnp-prior runs: a whole deconvolution is 4 prior passes, and 8
+#: photos keep one validation near 20 s on a CPU core (60 s fake-quantized).
+PNP_VAL_IMAGES = 8
 
 Prior = Callable[[np.ndarray], np.ndarray]  # NxHxWxC float32 8-bit-rounded in, same shape out
 
@@ -63,9 +68,11 @@ def _rfft(img: np.ndarray) -> np.ndarray:
 
 
 def pnp_batch(clean: np.ndarray, cfg: DegradationConfig, rng: np.random.Generator,
-              prior: Prior | None = None) -> np.ndarray:
+              prior: Prior | None = None, final: bool = False) -> np.ndarray:
     """Prior inputs (8-bit rounded) for a batch of clean NxHxWxC float32 patches; see the module
-    docstring. `prior` maps a stack of 8-bit-rounded images to their denoised versions."""
+    docstring. `prior` maps a stack of 8-bit-rounded images to their denoised versions. With
+    `final`, every schedule runs to its end and the result is what the board returns: the data
+    step after the last prior step."""
     n, h, w, _ = clean.shape
     lo, hi = cfg.pnp_iterations
     otfs, ky, alphas, stops, z = [], [], [], [], []
@@ -79,7 +86,7 @@ def pnp_batch(clean: np.ndarray, cfg: DegradationConfig, rng: np.random.Generato
         # the board's schedule, planned with the 8-bit rounding noise included as the board does
         alphas.append(PnPSchedule(iterations=iterations).alphas(math.hypot(sigma, 1 / math.sqrt(12))))
         stop = int(rng.integers(1, iterations + 1))  # drawn either way: the same seed, the same blur
-        stops.append(stop if prior is not None else 1)
+        stops.append(iterations + 1 if final else stop if prior is not None else 1)
         otfs.append(otf)
         ky.append(np.conj(otf) * _rfft(y))
         z.append(y)  # HQS starts from the blurred image itself
@@ -88,7 +95,7 @@ def pnp_batch(clean: np.ndarray, cfg: DegradationConfig, rng: np.random.Generato
         active = [i for i in range(n) if stops[i] > t]
         xs = {}
         for i in active:
-            a = np.float32(alphas[i][t])
+            a = np.float32(alphas[i][min(t, len(alphas[i]) - 1)])  # the last step reuses the last a
             h2 = otfs[i].real ** 2 + otfs[i].imag ** 2
             xs[i] = quantize_8bit(_irfft((ky[i] + a * _rfft(z[i])) / (h2 + a), (h, w)))
             if stops[i] == t + 1:
@@ -99,3 +106,15 @@ def pnp_batch(clean: np.ndarray, cfg: DegradationConfig, rng: np.random.Generato
             for i, d in zip(going_on, denoised):
                 z[i] = d
     return inputs
+
+
+def pnp_validation_psnr(prior: Prior, cleans: list[np.ndarray], cfg: DegradationConfig, seed: int = 0) -> float:
+    """Mean PSNR of whole HQS runs (the board's default schedule, `prior` in the loop) on fixed,
+    seeded blurs of `cleans` (HxWxC float32 images): what a pnp-prior model is for, where scoring
+    its first-iteration inputs alone fell while the deconvolution improved."""
+    from edge_runtime.deblur import DEFAULT_ITERATIONS
+    from edge_runtime.metrics import psnr
+
+    rng = np.random.default_rng(seed)
+    fixed = replace(cfg, pnp_iterations=(DEFAULT_ITERATIONS, DEFAULT_ITERATIONS))
+    return float(np.mean([psnr(pnp_batch(c[None], fixed, rng, prior, final=True)[0], c) for c in cleans]))

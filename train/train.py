@@ -33,6 +33,7 @@ from .data import BatchPrefetcher, PatchConfig, PatchSampler, is_held_out, list_
 from .degradations import DegradationConfig
 from .losses import charbonnier, restoration_loss
 from .model import PRESETS, Restorer, RestorerConfig, preset
+from .pnp_prior import PNP_VAL_IMAGES, pnp_validation_psnr
 from .quant import freeze_ranges, set_observer_percentile, set_quant_mode
 
 log = logging.getLogger(__name__)
@@ -458,7 +459,12 @@ def _train(cfg: TrainConfig, ddp: Distributed, device: torch.device) -> Path:
                 metrics.event(record)
                 row.update(record)
         if ddp.is_main and (done % cfg.val_every == 0 or done == cfg.steps):
-            scores = {name: evaluate(ema, pairs) for name, pairs in val.items()}
+            if cfg.degradation.task == "pnp-prior":  # whole deconvolutions, the model as their prior
+                scores = {name: pnp_validation_psnr(model_prior(ema), [c for _, _, c in pairs][:PNP_VAL_IMAGES],
+                                                    cfg.degradation)
+                          for name, pairs in val.items()}
+            else:
+                scores = {name: evaluate(ema, pairs) for name, pairs in val.items()}
             ema.train()
             metrics.event({"step": done, "val_psnr": scores})
             row.update({"step": done, **{f"val_psnr_{k}": v for k, v in scores.items()}})
