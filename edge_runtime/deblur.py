@@ -263,7 +263,7 @@ def pnp_deconvolve(
     total, done = schedule.iterations * sum(per_pass), 0
 
     # the FFTs get the denoiser's threads: they run between its passes, never beside them
-    fft = PlaneFFT(min(c, int(getattr(getattr(model, "backend", None), "threads", 1) or 1)))
+    fft = PlaneFFT(min(8, int(getattr(getattr(model, "backend", None), "threads", 1) or 1)))
     try:
         for (rows, cols), tiles in zip(plan.blocks(), per_pass):
             def tile_progress(d: int, t: int) -> None:
