@@ -75,7 +75,8 @@ def to_8bit(img: np.ndarray) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="models/denoise_int8.tflite", help="denoiser (.tflite, .onnx, or a training checkpoint .pt run in float torch)")
+    p.add_argument("--model", default="models/denoise_int8.tflite",
+                   help="denoiser (.tflite, .onnx, or a training checkpoint .pt run in float torch)")
     p.add_argument("--data", default=str(SHARED / "CBSD432"), help="clean photos (held-out slice skipped)")
     p.add_argument("--images", type=int, default=6, help="photos (each with ~5 kernels)")
     p.add_argument("--crop", type=int, default=192, help="centre crop side in px")
