@@ -96,6 +96,16 @@ class PnPSchedule:
                 "sigmas": [round(s, 4) for s in self.sigmas(noise_sigma)]}
 
 
+def hqs_data_spectrum(ky: np.ndarray, h2: np.ndarray, z_spectrum: np.ndarray, a: float) -> np.ndarray:
+    """The HQS data step in the Fourier domain, (conj(K) Y + a Z) / (|K|^2 + a), computed in place
+    in `z_spectrum` (which it returns). Shared with train/pnp_prior.py, so that the inputs a prior
+    is trained on are made by the board's own formula."""
+    z_spectrum *= np.float32(a)
+    z_spectrum += ky
+    z_spectrum /= h2 + np.float32(a)
+    return z_spectrum
+
+
 class PlaneFFT:
     """rfft2 / irfft2 of C x H x W stacks, split across `workers` threads.
 
@@ -181,10 +191,7 @@ def pnp_deconvolve_block(
 
     def data_step(z_spectrum: np.ndarray, a: float) -> np.ndarray:
         """The closed-form x for weight a; consumes (overwrites) z_spectrum."""
-        z_spectrum *= np.float32(a)
-        z_spectrum += KY
-        z_spectrum /= H2 + np.float32(a)
-        return fft.irfft2(z_spectrum, (ph, pw))
+        return fft.irfft2(hqs_data_spectrum(KY, H2, z_spectrum, a), (ph, pw))
 
     inner = (slice(None), slice(margin, margin + h), slice(margin, margin + w))
     alphas = schedule.alphas(noise_sigma)

@@ -27,7 +27,7 @@ import numpy as np
 
 from edge_runtime.classic import _otf
 from edge_runtime.contract import PIXEL_MAX
-from edge_runtime.deblur import PnPSchedule
+from edge_runtime.deblur import PnPSchedule, hqs_data_spectrum
 from edge_runtime.kernels import linear_motion_kernel
 
 from .degradations import DegradationConfig, defocus_kernel, gaussian_kernel, motion_kernel, quantize_8bit
@@ -95,9 +95,9 @@ def pnp_batch(clean: np.ndarray, cfg: DegradationConfig, rng: np.random.Generato
         active = [i for i in range(n) if stops[i] > t]
         xs = {}
         for i in active:
-            a = np.float32(alphas[i][min(t, len(alphas[i]) - 1)])  # the last step reuses the last a
+            a = alphas[i][min(t, len(alphas[i]) - 1)]  # the last step reuses the last a
             h2 = otfs[i].real ** 2 + otfs[i].imag ** 2
-            xs[i] = quantize_8bit(_irfft((ky[i] + a * _rfft(z[i])) / (h2 + a), (h, w)))
+            xs[i] = quantize_8bit(_irfft(hqs_data_spectrum(ky[i], h2, _rfft(z[i]), a), (h, w)))
             if stops[i] == t + 1:
                 inputs[i] = xs[i]
         going_on = [i for i in active if stops[i] > t + 1]
