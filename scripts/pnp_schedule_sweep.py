@@ -49,24 +49,19 @@ def blurred_set(folder: Path, kernel_dirs: list[Path], count: int, crop: int, si
 
 
 def torch_denoiser(path: str, threads: int):
-    """A training checkpoint as the prior (float torch, output on the 8-bit grid as the board's is):
-    for judging a prior while it trains, before any export."""
+    """A training checkpoint as the prior (float torch, output on the 8-bit grid as the board's is,
+    through the same wrapper that pnp-prior training uses): for judging a prior while it trains."""
     import torch
 
     from train.checkpoint import load_restorer
     from train.quant import set_quant_mode
+    from train.train import model_prior
 
     torch.set_num_threads(threads)
-    model, ckpt = load_restorer(path)
+    model, _ = load_restorer(path)
     set_quant_mode(model, "off")
-    model.eval()
-
-    @torch.no_grad()
-    def restore(img: np.ndarray) -> np.ndarray:
-        out = model(torch.from_numpy(img.transpose(2, 0, 1)[None].astype(np.float32).copy()))[0]
-        return to_8bit(out.numpy().transpose(1, 2, 0))
-
-    return restore
+    prior = model_prior(model)
+    return lambda img: prior(np.asarray(img, np.float32)[None])[0]
 
 
 def to_8bit(img: np.ndarray) -> np.ndarray:
