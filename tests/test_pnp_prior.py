@@ -82,3 +82,28 @@ def test_validation_scores_whole_deconvolutions(patch):
     nothing = pnp_validation_psnr(lambda s: s, cleans, CFG)
     assert pnp_validation_psnr(lambda s: s, cleans, CFG) == nothing  # seeded: the same blurs every time
     assert pnp_validation_psnr(oracle, cleans, CFG) > nothing + 5.0
+
+
+def test_schedule_sweep_scores_a_training_checkpoint_like_its_int8_export(capsys):
+    """scripts/pnp_schedule_sweep.py --model takes a .pt (float torch through model_prior) as well
+    as the exported file; on the same crops the two land within a few tenths of a dB, above Wiener."""
+    import re
+    from pathlib import Path
+
+    from script_module import load_script
+
+    root = Path(__file__).resolve().parents[1]
+    shared = root.parent / "shared" / "datasets"
+    if not (shared / "Set5").is_dir() or not (shared / "blur_kernels" / "levin09_npy").is_dir():
+        pytest.skip("needs ../shared/datasets/Set5 and blur_kernels (not in a fresh clone)")
+    sweep = load_script("pnp_schedule_sweep")
+    scores = {}
+    for model in ("deblur_prior_qat.pt", "deblur_prior_int8.tflite"):
+        assert sweep.main(["--model", str(root / "models" / model), "--data", str(shared / "Set5"), "--images", "2", "--crop", "96",
+                           "--iterations", "2", "--relax-sigmas", "5", "--start-sigmas", "25",
+                           "--kernel-sets", "levin09_npy"]) == 0
+        out = capsys.readouterr().out
+        wiener = float(re.search(r"wiener .*?(\d+\.\d+) dB", out).group(1))
+        scores[model] = float(re.search(r"pnp it=2 .*?(\d+\.\d+) dB", out).group(1))
+        assert scores[model] > wiener
+    assert abs(scores["deblur_prior_qat.pt"] - scores["deblur_prior_int8.tflite"]) < 0.3
