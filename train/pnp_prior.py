@@ -13,8 +13,8 @@ Gaussian noise, 8-bit rounding; then an HQS schedule of random length run for a 
 iterations with `prior` (the model being trained, no gradient) as the denoiser, as
 `edge_runtime.deblur.pnp_deconvolve_block` runs it (8-bit pixels in and out), except that every
 prior step is taken in full (the board relaxes the steps below 5/255). The input is the 8-bit
-data-step output of the last iteration reached; the target is the clean patch. Without a prior only first-iteration inputs
-are made (QAT calibration). Training validates whole deconvolutions (:func:`pnp_validation_psnr`).
+data-step output of the last iteration reached; the target is the clean patch. Without a prior
+only first-iteration inputs are made (QAT calibration). Training validates whole deconvolutions (:func:`pnp_validation_psnr`).
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def pnp_batch(clean: np.ndarray, cfg: DegradationConfig, rng: np.random.Generato
     step after the last prior step."""
     n, h, w, _ = clean.shape
     lo, hi = cfg.pnp_iterations
-    otfs, ky, alphas, stops, z = [], [], [], [], []
+    h2s, ky, alphas, stops, z = [], [], [], [], []
     for img in clean:
         otf = _otf(random_pnp_kernel(rng, (min(PNP_KERNEL_MAX, h, w) - 1) // 2 * 2 + 1), (h, w))
         otf = otf.astype(np.complex64)[..., None]
@@ -87,7 +87,7 @@ def pnp_batch(clean: np.ndarray, cfg: DegradationConfig, rng: np.random.Generato
         alphas.append(PnPSchedule(iterations=iterations).alphas(math.hypot(sigma, 1 / math.sqrt(12))))
         stop = int(rng.integers(1, iterations + 1))  # drawn either way: the same seed, the same blur
         stops.append(iterations + 1 if final else stop if prior is not None else 1)
-        otfs.append(otf)
+        h2s.append(otf.real ** 2 + otf.imag ** 2)  # |K|^2, once per sample, not per iteration
         ky.append(np.conj(otf) * _rfft(y))
         z.append(y)  # HQS starts from the blurred image itself
     inputs = np.empty_like(clean)
@@ -96,8 +96,7 @@ def pnp_batch(clean: np.ndarray, cfg: DegradationConfig, rng: np.random.Generato
         xs = {}
         for i in active:
             a = alphas[i][min(t, len(alphas[i]) - 1)]  # the last step reuses the last a
-            h2 = otfs[i].real ** 2 + otfs[i].imag ** 2
-            xs[i] = quantize_8bit(_irfft(hqs_data_spectrum(ky[i], h2, _rfft(z[i]), a), (h, w)))
+            xs[i] = quantize_8bit(_irfft(hqs_data_spectrum(ky[i], h2s[i], _rfft(z[i]), a), (h, w)))
             if stops[i] == t + 1:
                 inputs[i] = xs[i]
         going_on = [i for i in active if stops[i] > t + 1]
