@@ -121,3 +121,35 @@ def test_degrade_mixes_camera_noise_in_by_share():
     out = degrade(flat(0.5), cfg, np.random.default_rng(0))
     assert out.shape == (128, 128, 3) and 0 < np.abs(out - 0.5).mean() < 0.1
     assert DegradationConfig.from_dict(__import__("dataclasses").asdict(cfg)) == cfg
+
+
+def test_smooth_noise_coarse_share_keeps_the_level_and_adds_long_range_correlation():
+    from train.degradations import smooth_noise
+
+    white = np.random.default_rng(6).standard_normal((128, 128, 3)).astype(np.float32)
+    fine = smooth_noise(white, 0.0, 0.8)
+    coarse = smooth_noise(white, 0.0, 0.8, coarse_sigma=3.0, coarse_share=0.5)
+    luma = lambda n: n.mean(axis=2)  # noqa: E731
+    assert abs(luma(coarse).std() / luma(fine).std() - 1) < 0.05  # the share moves variance, it adds none
+
+    def lag4(plane):
+        p = plane - plane.mean()
+        return float(np.mean(p[:, 4:] * p[:, :-4]) / np.mean(p * p))
+
+    assert lag4(luma(fine)) < 0.05 and lag4(luma(coarse)) > 0.25
+
+
+def test_coarse_camera_grain_correlates_noise_over_more_pixels_than_the_default():
+    from train.degradations import CAMERA_GRAINS, add_camera_noise
+
+    def box(cfg, seed):
+        return _box_correlation((add_camera_noise(flat(0.4), np.random.default_rng(seed), cfg) - 0.4).mean(axis=2))
+
+    def no_jpeg(grain):  # JPEG can flatten a weakly noised flat patch to one value
+        return __import__("dataclasses").replace(CAMERA_GRAINS[grain](), jpeg_prob=0.0)
+
+    fine = [box(no_jpeg("fine"), s) for s in range(8)]
+    coarse = [box(no_jpeg("coarse"), s) for s in range(8)]
+    assert np.median(coarse) > np.median(fine) + 0.1
+    cfg = DegradationConfig(camera_prob=1.0, camera=CAMERA_GRAINS["coarse"]())
+    assert DegradationConfig.from_dict(__import__("dataclasses").asdict(cfg)) == cfg

@@ -34,7 +34,7 @@ from edge_runtime.cli import int_at_least
 from edge_runtime.contract import TASKS
 
 from .data import PatchConfig
-from .degradations import DegradationConfig
+from .degradations import CAMERA_GRAINS, DegradationConfig
 from .gan import add_gan_arguments, gan_config_from_args, train_gan
 from .model import PRESETS, summary_table
 from .train import TrainConfig, train
@@ -83,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--camera-noise", type=_share, default=dd.camera_prob, metavar="P",
                    help="share of samples noised through a simulated camera pipeline (raw shot/read noise, "
                         "demosaic, colour, tone curve, JPEG) instead of sRGB noise: for real photos (default %(default)s)")
+    p.add_argument("--camera-grain", choices=sorted(CAMERA_GRAINS), default="fine",
+                   help="texture of the simulated camera's noise: fine (bilinear demosaic, light noise reduction; "
+                        "the shipped denoise_real recipe) or coarse (heavier in-camera noise reduction: smoothed, "
+                        "blotchy luma and chroma, as high-ISO JPEGs show) (default %(default)s)")
     p.add_argument("--loader-workers", type=int_at_least(0), default=d.loader_workers, metavar="N",
                    help="processes that degrade batches ahead of the model; worth it on a GPU, where the numpy "
                         "degradations bound the step rate (default %(default)s: in the training loop)")
@@ -133,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     degradation = replace(DegradationConfig(), task=args.task, sigma_min=args.sigma[0], sigma_max=args.sigma[1],
-                          poisson_prob=args.poisson_prob, jpeg_prob=args.jpeg_prob, camera_prob=args.camera_noise, quantize=not args.no_quantize_inputs)
+                          poisson_prob=args.poisson_prob, jpeg_prob=args.jpeg_prob, camera_prob=args.camera_noise,
+                          camera=CAMERA_GRAINS[args.camera_grain](), quantize=not args.no_quantize_inputs)
     patch = PatchConfig(patch=args.patch, batch=args.batch, dead_leaves_prob=args.dead_leaves, seed=args.seed)
     return TrainConfig(out_dir=args.out, data=args.data, val_dirs=args.val, preset=args.preset, steps=args.steps,
                        lr=args.lr, warmup=args.warmup, schedule=args.schedule, ema=args.ema, freq_loss=args.freq_loss,

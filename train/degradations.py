@@ -125,10 +125,31 @@ class CameraNoiseConfig:
     chroma_smooth_sigma: tuple[float, float] = (0.8, 3.0)
     luma_smooth_prob: float = 0.5  # and luma noise a little
     luma_smooth_sigma: tuple[float, float] = (0.3, 0.8)
+    # Camera noise reduction leaves low-frequency luma blotches: part of the luma noise variance
+    # (`coarse_share`) moved to a coarse scale (Gaussian `coarse_sigma` px). Real high-ISO JPEGs show
+    # luma autocorrelation of 0.6-0.8 at 1 px and 0.15-0.5 at 4 px; fine-scale smoothing alone
+    # gives ~0 at 4 px (issue 17; scripts/camera_noise_stats.py).
+    coarse_prob: float = 0.0
+    coarse_sigma: tuple[float, float] = (1.5, 4.0)
+    coarse_share: tuple[float, float] = (0.2, 0.7)
     sharpen_prob: float = 0.3  # in-camera sharpening amplifies the fine-scale noise
     sharpen_amount: tuple[float, float] = (0.2, 1.0)
     jpeg_prob: float = 0.8
     jpeg_quality: tuple[int, int] = (75, 98)
+
+    @classmethod
+    def coarse_grain(cls) -> "CameraNoiseConfig":
+        """Noise-reduced, coarse-grained camera noise (`--camera-grain coarse`): luma smoothed more
+        often and wider, low-frequency luma blotches, chroma smoothed wider, less sharpening. Chosen
+        so that every statistic scripts/camera_noise_stats.py prints for real_noise_dev (luma
+        autocorrelation 0.67 / 0.35 / 0.25 at 1 / 2 / 4 px) lies inside the simulated 10-90%
+        range; the defaults leave 4 px correlations at zero."""
+        return cls(luma_smooth_prob=0.9, luma_smooth_sigma=(0.5, 1.5), coarse_prob=0.8, coarse_share=(0.2, 0.8),
+                   coarse_sigma=(2.0, 5.0), chroma_smooth_prob=0.95, chroma_smooth_sigma=(1.5, 4.0), sharpen_prob=0.2)
+
+
+#: --camera-grain choices: the simulated camera's noise texture.
+CAMERA_GRAINS = {"fine": CameraNoiseConfig, "coarse": CameraNoiseConfig.coarse_grain}
 
 
 def srgb_to_linear(img: np.ndarray) -> np.ndarray:
@@ -185,15 +206,25 @@ def unsharp_mask(img: np.ndarray, amount: float, sigma: float = 1.0) -> np.ndarr
     return img + amount * (img - blur(img, gaussian_kernel(sigma)))
 
 
-def smooth_noise(noise: np.ndarray, chroma_sigma: float, luma_sigma: float) -> np.ndarray:
+def smooth_noise(noise: np.ndarray, chroma_sigma: float, luma_sigma: float,
+                 coarse_sigma: float = 0.0, coarse_share: float = 0.0) -> np.ndarray:
     """Blur the colour-difference and the luma parts of an HxWx3 noise field by their own
-    amounts (0: keep), as in-camera noise reduction does (colour noise much more than luma)."""
+    amounts (0: keep), as in-camera noise reduction does (colour noise much more than luma).
+
+    With `coarse_sigma` > 0, a `coarse_share` of the luma variance moves to that coarser scale
+    (the luma blurred by coarse_sigma, rescaled to the luma's own standard deviation), so the
+    field keeps its level and gains the long-range correlation of noise-reduced JPEGs."""
     luma = noise.mean(axis=2, keepdims=True)
     chroma = noise - luma
     if chroma_sigma > 0:
         chroma = blur(chroma, gaussian_kernel(chroma_sigma))
     if luma_sigma > 0:
         luma = blur(luma, gaussian_kernel(luma_sigma))
+    if coarse_sigma > 0 and coarse_share > 0:
+        coarse = blur(luma, gaussian_kernel(coarse_sigma))
+        level = float(luma.std())
+        mixed = np.sqrt(1.0 - coarse_share) * luma + np.sqrt(coarse_share) * (level / max(float(coarse.std()), 1e-12)) * coarse
+        luma = mixed * (level / max(float(mixed.std()), 1e-12))  # the two parts correlate: restore the level
     return luma + chroma
 
 
@@ -231,7 +262,10 @@ def add_camera_noise(img: np.ndarray, rng: np.random.Generator, cfg: CameraNoise
     noise = process(noisy_raw) - process(raw)
     chroma_sigma = rng.uniform(*cfg.chroma_smooth_sigma) if rng.random() < cfg.chroma_smooth_prob else 0.0
     luma_sigma = rng.uniform(*cfg.luma_smooth_sigma) if rng.random() < cfg.luma_smooth_prob else 0.0
-    noise = smooth_noise(noise, chroma_sigma, luma_sigma)
+    coarse_sigma, coarse_share = 0.0, 0.0
+    if cfg.coarse_prob > 0 and rng.random() < cfg.coarse_prob:  # no draw when off: old streams stay
+        coarse_sigma, coarse_share = rng.uniform(*cfg.coarse_sigma), rng.uniform(*cfg.coarse_share)
+    noise = smooth_noise(noise, chroma_sigma, luma_sigma, coarse_sigma, coarse_share)
     if rng.random() < cfg.sharpen_prob:
         noise = unsharp_mask(noise, rng.uniform(*cfg.sharpen_amount))
     out = padded + noise
