@@ -41,6 +41,10 @@ DEFAULT_ITERATIONS = 4
 BLOCK_CORE = 1024
 #: Noise floor of the schedule (0-255): an 8-bit image always carries rounding noise (1/sqrt(12)).
 MIN_NOISE_SIGMA = 0.5
+#: Grey crop side `--kernel estimate` reads (kernel_estimation.estimate_kernel's `crop`).
+BLIND_CROP = 512
+#: Schedule noise floor (0-255) with an estimated kernel: its error acts as extra noise in y - k * x.
+BLIND_SIGMA_FLOOR = 3.0
 
 Denoiser = Callable[[np.ndarray], np.ndarray]
 Progress = Callable[[int, int], None]
@@ -316,7 +320,8 @@ class DeblurInfo:
     noise_sigma: float  # given or estimated, 0-255 scale
     noise_sigma_estimated: bool
     schedule: PnPSchedule
-    schedule_sigma: float  # what the schedule used: noise_sigma plus 8-bit rounding noise for 8-bit images
+    schedule_sigma: float  # what the schedule used: noise_sigma plus 8-bit rounding noise for 8-bit images,
+    # at least BLIND_SIGMA_FLOOR with an estimated kernel
 
     def manifest(self) -> dict:
         return {"kernel": {**self.kernel_source, "shape": list(self.kernel.shape)},
@@ -338,7 +343,7 @@ def resolve_kernel(kernel, color: np.ndarray) -> tuple[np.ndarray, dict]:
     if spec.source == "estimate":
         from .kernel_estimation import estimate_kernel
 
-        return estimate_kernel(_to_float(color)), spec.describe()
+        return estimate_kernel(_to_float(color), crop=BLIND_CROP), spec.describe()
     if spec.source == "motion-estimate":
         from .kernel_estimation import estimate_linear_motion
 
@@ -367,6 +372,8 @@ def deblur_with_info(
     sigma = estimate_noise_sigma(color) if estimated else float(noise_sigma)
     # the 8-bit rounding adds its own noise (1/sqrt(12) on the 0-255 scale) to what the sensor left
     effective = float(np.hypot(sigma, 1 / math.sqrt(12))) if color.dtype == np.uint8 else sigma
+    if source.get("source") == "estimate":
+        effective = max(effective, BLIND_SIGMA_FLOOR)
     out = pnp_deconvolve(color, k, model, effective, schedule, progress=progress)
     return _join(out, alpha, squeeze), DeblurInfo(k, source, sigma, estimated, schedule, effective)
 

@@ -164,6 +164,20 @@ def test_blind_estimate_deblurs_and_saves_its_kernel(tmp_path):
     assert psnr(sharp, clean) > psnr(blurred, clean) + 1.0
 
 
+def test_an_estimated_kernel_raises_the_schedule_noise_floor(model):
+    """An estimated kernel's error acts as extra noise: the schedule never goes below
+    BLIND_SIGMA_FLOOR with `estimate`, while a known kernel keeps the given level."""
+    from edge_runtime.deblur import BLIND_SIGMA_FLOOR
+
+    k = linear_motion_kernel(9, 0)
+    _, blurred = blurred_photo(k, sigma=0.5)
+    _, blind = deblur_with_info(blurred, "estimate", model, noise_sigma=0.5, iterations=1)
+    assert blind.schedule_sigma == BLIND_SIGMA_FLOOR and blind.noise_sigma == 0.5
+    assert blind.manifest()["schedule"]["noise_sigma"] == BLIND_SIGMA_FLOOR
+    _, known = deblur_with_info(blurred, k, model, noise_sigma=0.5, iterations=1)
+    assert known.schedule_sigma == 0.5  # float input: no 8-bit rounding noise added
+
+
 def test_a_deblur_prior_refuses_to_denoise_without_a_kernel(tmp_path, capsys):
     """A pnp-prior model learned what the data step leaves: run on a photo without --kernel it is
     refused with a usage error (2) before any output; with a kernel it deblurs."""
