@@ -41,8 +41,6 @@ DEFAULT_ITERATIONS = 4
 BLOCK_CORE = 1024
 #: Noise floor of the schedule (0-255): an 8-bit image always carries rounding noise (1/sqrt(12)).
 MIN_NOISE_SIGMA = 0.5
-#: Grey crop side `--kernel estimate` reads (kernel_estimation.estimate_kernel's `crop`).
-BLIND_CROP = 512
 #: Schedule noise floor (0-255) with an estimated kernel: its error acts as extra noise in y - k * x.
 BLIND_SIGMA_FLOOR = 3.0
 
@@ -343,7 +341,7 @@ def resolve_kernel(kernel, color: np.ndarray) -> tuple[np.ndarray, dict]:
     if spec.source == "estimate":
         from .kernel_estimation import estimate_kernel
 
-        return estimate_kernel(_to_float(color), crop=BLIND_CROP), spec.describe()
+        return estimate_kernel(_to_float(color)), spec.describe()
     if spec.source == "motion-estimate":
         from .kernel_estimation import estimate_linear_motion
 
