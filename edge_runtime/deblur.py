@@ -30,7 +30,6 @@ from typing import Callable
 import numpy as np
 
 from .classic import _as_kernel, _fast_len, _from_float, _otf, _to_float, estimate_noise_sigma, taper_weight
-from .contract import PIXEL_MAX
 from .errors import KernelError, UsageError
 
 #: Default HQS iterations (denoiser passes); chosen by the sweep in docs/deblur.md.

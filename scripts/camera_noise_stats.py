@@ -1,11 +1,11 @@
 """Compare the statistics of real camera noise with the simulated camera's (issue 17).
 
     python scripts/camera_noise_stats.py --pairs ../shared/datasets/real_noise_dev
-    python scripts/camera_noise_stats.py --pairs ../shared/datasets/real_noise_dev --coarse-prob 0.7
+    python scripts/camera_noise_stats.py --pairs ../shared/datasets/real_noise_dev --camera-grain coarse
 
 Real: the residual noisy - reference of every `*_real` / `*_mean` pair. Simulated:
 train.degradations.add_camera_noise on 256 px crops of CBSD432 photos that are not held out, with
-the CameraNoiseConfig defaults unless overridden. Rows: mean, 10th and 90th percentile over images
+the camera grain's CameraNoiseConfig (train --camera-grain). Rows: mean, 10th and 90th percentile over images
 of the residual's standard deviation (0-255 scale: all, luma, chroma), its autocorrelation at 1, 2
 and 4 px (luma; chroma at 1 and 4) and the luma standard deviation in the darkest and brightest
 quarter of the picture. Only statistics are compared: the pairs are never trained on.
@@ -14,7 +14,6 @@ quarter of the picture. Only statistics are compared: the pairs are never traine
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from train.data import is_held_out, load_image  # noqa: E402
-from train.degradations import CameraNoiseConfig, add_camera_noise, quantize_8bit  # noqa: E402
+from train.degradations import CAMERA_GRAINS, add_camera_noise, quantize_8bit  # noqa: E402
 
 COLUMNS = ("std", "luma", "chroma", "acY1", "acY2", "acY4", "acC1", "acC4", "Ydark", "Ybright")
 
@@ -56,7 +55,6 @@ def summary(name: str, rows: list[list[float]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    defaults = CameraNoiseConfig()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     data = Path(__file__).resolve().parents[2] / "shared" / "datasets"
     ap.add_argument("--pairs", type=Path, default=data / "real_noise_dev", help="folder of *_real / *_mean pairs")
@@ -64,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--images", type=int, default=60, help="simulated crops")
     ap.add_argument("--crop", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--coarse-prob", type=float, default=defaults.coarse_prob,
-                    help=f"CameraNoiseConfig.coarse_prob (default {defaults.coarse_prob})")
+    ap.add_argument("--camera-grain", choices=sorted(CAMERA_GRAINS), default="fine",
+                    help="the simulated camera, as `python -m train --camera-grain` (default %(default)s)")
     args = ap.parse_args(argv)
     if not args.pairs.is_dir() or not args.clean.is_dir():
         print(f"error: {args.pairs} or {args.clean} is not a folder", file=sys.stderr)
@@ -76,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         noisy, ref = (load_image(p).astype(np.float64) * 255 for p in (noisy_path, ref_path))
         real.append(residual_stats(noisy - ref, ref))
     print(summary(f"real ({len(real)} pairs)", real))
-    cfg = dataclasses.replace(defaults, coarse_prob=args.coarse_prob)
+    cfg = CAMERA_GRAINS[args.camera_grain]()
     rng = np.random.default_rng(args.seed)
     paths = [p for p in sorted(args.clean.iterdir()) if p.is_file() and not is_held_out(p)][: args.images]
     simulated = []
@@ -84,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         clean = load_image(p)[: args.crop, : args.crop]
         noisy = quantize_8bit(add_camera_noise(clean, rng, cfg))
         simulated.append(residual_stats((noisy.astype(np.float64) - clean) * 255, clean * 255.0))
-    print(summary(f"simulated ({len(simulated)})", simulated))
+    print(summary(f"{args.camera_grain} ({len(simulated)})", simulated))
     return 0
 
 
