@@ -9,6 +9,11 @@ the camera grain's CameraNoiseConfig (train --camera-grain). Rows: mean, 10th an
 of the residual's standard deviation (0-255 scale: all, luma, chroma), its autocorrelation at 1, 2
 and 4 px (luma; chroma at 1 and 4) and the luma standard deviation in the darkest and brightest
 quarter of the picture. Only statistics are compared: the pairs are never trained on.
+
+With --model (repeatable), each model restores the real noisy photos and the error against the
+reference is split in two bands, below and above a Gaussian blur of BAND_SIGMA px: RMS (0-255) of
+the noisy input's error and of each model's, whole / fine band / coarse band. It shows which part
+of the real noise a model removes.
 """
 
 from __future__ import annotations
@@ -22,8 +27,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from train.data import is_held_out, load_image  # noqa: E402
-from train.degradations import CAMERA_GRAINS, add_camera_noise, quantize_8bit  # noqa: E402
+from edge_runtime.kernels import gaussian_kernel  # noqa: E402
+from train.degradations import CAMERA_GRAINS, add_camera_noise, blur, quantize_8bit  # noqa: E402
 
+#: Gaussian blur (px) that splits an error image into a coarse band (the blur) and a fine band (the rest).
+BAND_SIGMA = 2.0
 COLUMNS = ("std", "luma", "chroma", "acY1", "acY2", "acY4", "acC1", "acC4", "Ydark", "Ybright")
 
 
@@ -46,6 +54,13 @@ def residual_stats(residual: np.ndarray, reference: np.ndarray) -> list[float]:
             float(luma[dark].std()), float(luma[bright].std())]
 
 
+def band_rms(error: np.ndarray) -> tuple[float, float, float]:
+    """RMS of an HxWx3 error image (0-255): whole, fine band, coarse band (blur of BAND_SIGMA px)."""
+    coarse = blur(error.astype(np.float32), gaussian_kernel(BAND_SIGMA)).astype(np.float64)
+    rms = lambda x: float(np.sqrt(np.mean(x * x)))  # noqa: E731
+    return rms(error), rms(error - coarse), rms(coarse)
+
+
 def summary(name: str, rows: list[list[float]]) -> str:
     r = np.array(rows)
     lines = [f"{name:18s} " + " ".join(f"{c:>7s}" for c in COLUMNS)]
@@ -62,18 +77,33 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--images", type=int, default=60, help="simulated crops")
     ap.add_argument("--crop", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model", action="append", default=[], metavar="PATH",
+                    help="also restore the real photos with this model (.tflite/.onnx or a shipped name; repeatable) "
+                         "and split its error in bands")
     ap.add_argument("--camera-grain", choices=sorted(CAMERA_GRAINS), default="fine",
                     help="the simulated camera, as `python -m train --camera-grain` (default %(default)s)")
     args = ap.parse_args(argv)
     if not args.pairs.is_dir() or not args.clean.is_dir():
         print(f"error: {args.pairs} or {args.clean} is not a folder", file=sys.stderr)
         return 2
-    real = []
+    from edge_runtime.api import load_model
+
+    models = {name: load_model(name) for name in args.model}
+    real, bands = [], {"noisy input": [], **{name: [] for name in models}}
     for noisy_path in sorted(p for p in args.pairs.iterdir() if p.stem.endswith("_real")):
         ref_path = noisy_path.with_name(noisy_path.stem[: -len("_real")] + "_mean" + noisy_path.suffix)
         noisy, ref = (load_image(p).astype(np.float64) * 255 for p in (noisy_path, ref_path))
         real.append(residual_stats(noisy - ref, ref))
+        bands["noisy input"].append(band_rms(noisy - ref))
+        for name, model in models.items():
+            restored = model.restore(np.rint(noisy).astype(np.uint8)).astype(np.float64)
+            bands[name].append(band_rms(restored - ref))
     print(summary(f"real ({len(real)} pairs)", real))
+    if models:
+        print(f"error RMS (0-255) on the real pairs, mean over images: whole, fine band, coarse band (blur {BAND_SIGMA:g} px)")
+        for name, rows in bands.items():
+            whole, fine, coarse = np.mean(rows, axis=0)
+            print(f"  {name:28s} {whole:6.3f} {fine:6.3f} {coarse:6.3f}")
     cfg = CAMERA_GRAINS[args.camera_grain]()
     rng = np.random.default_rng(args.seed)
     paths = [p for p in sorted(args.clean.iterdir()) if p.is_file() and not is_held_out(p)][: args.images]
