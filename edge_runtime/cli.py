@@ -212,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
         "((h-1)//2, (w-1)//2)); motion:LENGTH,ANGLE (linear motion in px and degrees counter-clockwise, e.g. "
         "a conveyor belt's speed x exposure); disk:RADIUS (defocus); gaussian:SIGMA; estimate (blind, "
         f"estimated from each image's most detailed {ESTIMATE_CROP} px crop, a few seconds; the deconvolution then "
-        f"assumes at least {BLIND_SIGMA_FLOOR:g}/255 noise, as an estimated kernel is never exact); motion:estimate (only a linear motion's length and angle estimated). "
+        f"assumes at least {BLIND_SIGMA_FLOOR:g}/255 noise, as an estimated kernel is never exact); "
+        "motion:estimate (only a linear motion's length and angle estimated). "
         "E.g. --kernel shake.png, --kernel motion:15,30",
     )
     p.add_argument(

@@ -5,10 +5,10 @@
 
 Real: the residual noisy - reference of every `*_real` / `*_mean` pair. Simulated:
 train.degradations.add_camera_noise on 256 px crops of CBSD432 photos that are not held out, with
-the camera grain's CameraNoiseConfig (train --camera-grain). Rows: mean, 10th and 90th percentile over images
-of the residual's standard deviation (0-255 scale: all, luma, chroma), its autocorrelation at 1, 2
-and 4 px (luma; chroma at 1 and 4) and the luma standard deviation in the darkest and brightest
-quarter of the picture. Only statistics are compared: the pairs are never trained on.
+the camera grain's CameraNoiseConfig (train --camera-grain). Rows: mean, 10th and 90th
+percentile over images of the residual's standard deviation (0-255 scale: all, luma, chroma),
+its autocorrelation at 1, 2 and 4 px (luma; chroma at 1 and 4) and the luma standard deviation in
+the darkest and brightest quarter of the picture. Only statistics are compared: the pairs are never trained on.
 
 With --model (repeatable), each model restores the real noisy photos and the error against the
 reference is split in two bands, below and above a Gaussian blur of BAND_SIGMA px: RMS (0-255) of
@@ -26,8 +26,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from train.data import is_held_out, load_image  # noqa: E402
 from edge_runtime.kernels import gaussian_kernel  # noqa: E402
+from train.data import is_held_out, load_image  # noqa: E402
 from train.degradations import CAMERA_GRAINS, add_camera_noise, blur, quantize_8bit  # noqa: E402
 
 #: Gaussian blur (px) that splits an error image into a coarse band (the blur) and a fine band (the rest).

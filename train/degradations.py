@@ -127,8 +127,8 @@ class CameraNoiseConfig:
     luma_smooth_sigma: tuple[float, float] = (0.3, 0.8)
     # Camera noise reduction leaves low-frequency luma blotches: part of the luma noise variance
     # (`coarse_share`) moved to a coarse scale (Gaussian `coarse_sigma` px). Real high-ISO JPEGs show
-    # luma autocorrelation of 0.6-0.8 at 1 px and 0.15-0.5 at 4 px; fine-scale smoothing alone
-    # gives ~0 at 4 px (issue 17; scripts/camera_noise_stats.py).
+    # luma autocorrelation of 0.57-0.78 at 1 px and 0.13-0.39 at 4 px (10-90% over real_noise_dev);
+    # fine-scale smoothing alone gives ~0 at 4 px (issue 17; scripts/camera_noise_stats.py).
     coarse_prob: float = 0.0
     coarse_sigma: tuple[float, float] = (1.5, 4.0)
     coarse_share: tuple[float, float] = (0.2, 0.7)
@@ -141,9 +141,10 @@ class CameraNoiseConfig:
     def coarse_grain(cls) -> "CameraNoiseConfig":
         """Noise-reduced, coarse-grained camera noise (`--camera-grain coarse`): luma smoothed more
         often and wider, low-frequency luma blotches, chroma smoothed wider, less sharpening. Chosen
-        so that every statistic scripts/camera_noise_stats.py prints for real_noise_dev (luma
-        autocorrelation 0.67 / 0.35 / 0.25 at 1 / 2 / 4 px) lies inside the simulated 10-90%
-        range; the defaults leave 4 px correlations at zero."""
+        so that the mean luma statistics scripts/camera_noise_stats.py prints for real_noise_dev
+        (autocorrelation 0.67 / 0.35 / 0.25 at 1 / 2 / 4 px) lie inside the simulated 10-90% range
+        (the chroma correlation, 0.92 / 0.58 at 1 / 4 px, at its upper edge); the defaults leave
+        4 px correlations at zero."""
         return cls(luma_smooth_prob=0.9, luma_smooth_sigma=(0.5, 1.5), coarse_prob=0.8, coarse_share=(0.2, 0.8),
                    coarse_sigma=(2.0, 5.0), chroma_smooth_prob=0.95, chroma_smooth_sigma=(1.5, 4.0), sharpen_prob=0.2)
 
