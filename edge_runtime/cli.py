@@ -17,8 +17,7 @@ import numpy as np
 
 from . import errors
 from .api import MAX_STRENGTH, RestorationModel, check_strength, list_models, load_model, models_dirs, resolve_model
-from .deblur import BLIND_SIGMA_FLOOR, DEFAULT_ITERATIONS, DeblurInfo, PnPSchedule, deblur_with_info, refuse_deblur_prior
-from .kernel_estimation import DEFAULT_CROP as ESTIMATE_CROP
+from .deblur import DEFAULT_ITERATIONS, BlindSettings, DeblurInfo, PnPSchedule, deblur_with_info, refuse_deblur_prior
 from .backends import DEVICES
 from .batch_files import (
     COMPARE_SUFFIX,
@@ -211,8 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
         ".npy array or a .png image (luminance, non-negative; normalised to sum 1 and centred on pixel "
         "((h-1)//2, (w-1)//2)); motion:LENGTH,ANGLE (linear motion in px and degrees counter-clockwise, e.g. "
         "a conveyor belt's speed x exposure); disk:RADIUS (defocus); gaussian:SIGMA; estimate (blind, "
-        f"estimated from each image's most detailed {ESTIMATE_CROP} px crop, a few seconds; the deconvolution then "
-        f"assumes at least {BLIND_SIGMA_FLOOR:g}/255 noise, as an estimated kernel is never exact); "
+        f"estimated from each image's most detailed {BlindSettings.crop} px crop, a few seconds; the deconvolution then "
+        f"assumes at least {BlindSettings.sigma_floor:g}/255 noise, as an estimated kernel is never exact); "
         "motion:estimate (only a linear motion's length and angle estimated). "
         "E.g. --kernel shake.png, --kernel motion:15,30",
     )

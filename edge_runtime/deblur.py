@@ -31,6 +31,7 @@ import numpy as np
 
 from .classic import _as_kernel, _fast_len, _from_float, _otf, _to_float, estimate_noise_sigma, taper_weight
 from .errors import KernelError, UsageError
+from .kernel_estimation import DEFAULT_CROP, estimate_kernel, estimate_linear_motion
 
 #: Default HQS iterations (denoiser passes); chosen by the sweep in docs/deblur.md.
 DEFAULT_ITERATIONS = 4
@@ -45,6 +46,18 @@ BLIND_SIGMA_FLOOR = 3.0
 
 Denoiser = Callable[[np.ndarray], np.ndarray]
 Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class BlindSettings:
+    """How a blind `estimate` kernel is found and trusted (docs/deblur.md: chosen on a tuning set).
+
+    crop: side of the grey crop the kernel is estimated on (the most detailed window);
+    sigma_floor: the least noise level (0-255) the schedule assumes with an estimated kernel.
+    """
+
+    crop: int = DEFAULT_CROP
+    sigma_floor: float = BLIND_SIGMA_FLOOR
 
 
 @dataclass(frozen=True)
@@ -326,10 +339,10 @@ class DeblurInfo:
                 "schedule": self.schedule.describe(self.schedule_sigma)}
 
 
-def resolve_kernel(kernel, color: np.ndarray) -> tuple[np.ndarray, dict]:
+def resolve_kernel(kernel, color: np.ndarray, crop: int = DEFAULT_CROP) -> tuple[np.ndarray, dict]:
     """The kernel for one image from an array, a .npy/.png path or a `--kernel` spec string
-    (blind specs are estimated from `color`, HxWxC uint8 / uint16 / float in [0, 1]); with a record
-    of its source."""
+    (blind specs are estimated from `color`, HxWxC uint8 / uint16 / float in [0, 1]; `estimate`
+    on its most detailed `crop` x `crop` window); with a record of its source."""
     from .kernels import KernelSpec, kernel_from_spec, linear_motion_kernel, parse_kernel_spec
 
     if isinstance(kernel, np.ndarray):
@@ -338,12 +351,8 @@ def resolve_kernel(kernel, color: np.ndarray) -> tuple[np.ndarray, dict]:
         return check_kernel(kernel), {"source": "array"}
     spec = kernel if isinstance(kernel, KernelSpec) else parse_kernel_spec(str(kernel))
     if spec.source == "estimate":
-        from .kernel_estimation import estimate_kernel
-
-        return estimate_kernel(_to_float(color)), spec.describe()
+        return estimate_kernel(_to_float(color), crop=crop), spec.describe()
     if spec.source == "motion-estimate":
-        from .kernel_estimation import estimate_linear_motion
-
         length, angle = estimate_linear_motion(_to_float(color))
         return linear_motion_kernel(length, angle), {**spec.describe(), "length": round(length, 3),
                                                      "angle": round(angle, 3)}
@@ -352,9 +361,10 @@ def resolve_kernel(kernel, color: np.ndarray) -> tuple[np.ndarray, dict]:
 
 def deblur_with_info(
     image: np.ndarray, kernel, model, noise_sigma: float | None = None, iterations: int = DEFAULT_ITERATIONS,
-    schedule: PnPSchedule | None = None, progress: Progress | None = None,
+    schedule: PnPSchedule | None = None, progress: Progress | None = None, blind: BlindSettings = BlindSettings(),
 ) -> tuple[np.ndarray, DeblurInfo]:
-    """:func:`deblur`, also returning the kernel, noise level and schedule it used."""
+    """:func:`deblur`, also returning the kernel, noise level and schedule it used; `blind` sets
+    how an `estimate` kernel is found and trusted."""
     from .api import _join, _split, load_model
 
     if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
@@ -364,20 +374,20 @@ def deblur_with_info(
     schedule = (schedule or PnPSchedule(iterations=iterations)).check()
     arr = np.asarray(image)
     color, alpha, squeeze = _split(arr)
-    k, source = resolve_kernel(kernel, color)
+    k, source = resolve_kernel(kernel, color, blind.crop)
     estimated = noise_sigma is None
     sigma = estimate_noise_sigma(color) if estimated else float(noise_sigma)
     # the 8-bit rounding adds its own noise (1/sqrt(12) on the 0-255 scale) to what the sensor left
     effective = float(np.hypot(sigma, 1 / math.sqrt(12))) if color.dtype == np.uint8 else sigma
     if source.get("source") == "estimate":
-        effective = max(effective, BLIND_SIGMA_FLOOR)
+        effective = max(effective, blind.sigma_floor)
     out = pnp_deconvolve(color, k, model, effective, schedule, progress=progress)
     return _join(out, alpha, squeeze), DeblurInfo(k, source, sigma, estimated, schedule, effective)
 
 
 def deblur(
     image: np.ndarray, kernel, model, noise_sigma: float | None = None, iterations: int = DEFAULT_ITERATIONS,
-    progress: Progress | None = None,
+    progress: Progress | None = None, blind: BlindSettings = BlindSettings(),
 ) -> np.ndarray:
     """Deblur `image` with a known or estimated kernel, the denoiser `model` as the prior.
 
@@ -386,6 +396,6 @@ def deblur(
     "disk:3", "gaussian:1.5", "estimate", "motion:estimate"). model: a RestorationModel or a
     model name/path ("deblur_prior", the prior trained for this loop; any denoiser works).
     noise_sigma: noise std on the 0-255 scale (None: estimated). iterations: denoiser passes
-    (more: slower, see docs/deblur.md).
+    (more: slower, see docs/deblur.md). blind: how an "estimate" kernel is found and trusted.
     """
-    return deblur_with_info(image, kernel, model, noise_sigma, iterations, progress=progress)[0]
+    return deblur_with_info(image, kernel, model, noise_sigma, iterations, progress=progress, blind=blind)[0]

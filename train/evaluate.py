@@ -66,7 +66,7 @@ import shlex
 import sys
 import time
 import zlib
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -360,13 +360,16 @@ def best_shift(restored: np.ndarray, clean: np.ndarray, limit: int) -> np.ndarra
 DEFAULT_PNP_DENOISER = Path(__file__).resolve().parents[1] / "models" / "denoise_int8.tflite"
 
 
-def build_pnp_methods(requested: list[str], denoisers: list[str], threads: int = 1) -> list[Method]:
-    """pnp / pnp-est rows, one per denoiser file, named pnp:FILE and pnp-est:FILE."""
+def build_pnp_methods(requested: list[str], denoisers: list[str], threads: int = 1, blind=None) -> list[Method]:
+    """pnp / pnp-est rows, one per denoiser file, named pnp:FILE and pnp-est:FILE; `blind`
+    (edge_runtime.deblur.BlindSettings, default the runtime's) sets how pnp-est estimates."""
     wanted = [n for n in PNP_METHODS if n in requested]
     if not wanted:
         return []
     from edge_runtime.api import load_model
-    from edge_runtime.deblur import deblur
+    from edge_runtime.deblur import BlindSettings, deblur
+
+    blind = blind or BlindSettings()
 
     methods = []
     denoisers = denoisers or [str(DEFAULT_PNP_DENOISER)]
@@ -379,7 +382,7 @@ def build_pnp_methods(requested: list[str], denoisers: list[str], threads: int =
             methods.append(Method(f"pnp:{name}", lambda img, side, m=model: deblur(img, side.kernel, m, side.sigma),
                                   BLUR_KINDS, f"true kernel and sigma, plug-and-play with {name} as the prior"))
         if "pnp-est" in wanted:
-            methods.append(Method(f"pnp-est:{name}", lambda img, side, m=model: deblur(img, "estimate", m, side.sigma or None),
+            methods.append(Method(f"pnp-est:{name}", lambda img, side, m=model: deblur(img, "estimate", m, side.sigma or None, blind=blind),
                                   (*BLUR_KINDS, "paired"), f"kernel estimated from the image, true sigma (real pairs: estimated), plug-and-play with {name}; "
                                   f"scored after the best whole-pixel shift within +-{BLIND_ALIGN} px (a blind kernel is "
                                   "centred on its centre of mass, the true one need not be)", align=BLIND_ALIGN))
@@ -686,6 +689,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pnp-denoiser", action="append", default=[], metavar="PATH",
                    help="denoiser (.tflite/.onnx) for the pnp / pnp-est methods (repeatable; default "
                         "models/denoise_int8.tflite)")
+    p.add_argument("--blind-crop", type=int, default=None, metavar="N",
+                   help="pnp-est: side of the crop the kernel is estimated on (default: the runtime's, "
+                        "edge_runtime.deblur.BlindSettings)")
+    p.add_argument("--blind-sigma-floor", type=float, default=None, metavar="S",
+                   help="pnp-est: least noise level (0-255) the schedule assumes with an estimated kernel "
+                        "(default: the runtime's; 0 turns the floor off)")
     p.add_argument("--seed", type=int, default=0, help="seed of the degradations (default %(default)s)")
     p.add_argument("--max-images", type=int, default=None, metavar="N", help="use only the first N images (sorted by path)")
     p.add_argument("--held-out", action="store_true",
@@ -755,6 +764,22 @@ def resolve_models(specs: list[str]) -> list[str]:
     return paths
 
 
+def blind_settings(args: argparse.Namespace):
+    """edge_runtime.deblur.BlindSettings from --blind-crop / --blind-sigma-floor (EvalError if out of range)."""
+    from edge_runtime.deblur import BlindSettings
+
+    blind = BlindSettings()
+    if args.blind_crop is not None:
+        if args.blind_crop < 64:  # estimate_kernel needs twice its 31 px kernel
+            raise EvalError(f"--blind-crop must be at least 64 px, got {args.blind_crop}")
+        blind = replace(blind, crop=args.blind_crop)
+    if args.blind_sigma_floor is not None:
+        if not (math.isfinite(args.blind_sigma_floor) and args.blind_sigma_floor >= 0):
+            raise EvalError(f"--blind-sigma-floor must be a number >= 0, got {args.blind_sigma_floor}")
+        blind = replace(blind, sigma_floor=args.blind_sigma_floor)
+    return blind
+
+
 def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     """Everything main() does, raising EvalError on bad input. Returns the results dictionary."""
     from .report import ReportFolderError, report_files_in, write_report
@@ -808,7 +833,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     except ValueError:
         raise EvalError(f"--strengths must be a comma list of numbers, got {args.strengths!r}") from None
     models += strength_methods(model_paths, model_names, strengths, args.threads)
-    models += build_pnp_methods(requested or [], args.pnp_denoiser, args.threads)
+    blind = blind_settings(args)
+    models += build_pnp_methods(requested or [], args.pnp_denoiser, args.threads, blind)
     try:
         import cv2
     except ImportError:  # only the nlm-opencv methods need it; they fail clearly if used
@@ -828,7 +854,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
             "clean_dir": str(args.clean), "held_out": args.held_out, "seed": args.seed, "crop": args.crop,
             "max_images": args.max_images, "perceptual": args.perceptual,
             "blur_noise": args.blur_noise, "methods": requested, "models": model_paths, "threads": args.threads,
-            "pnp_denoisers": list(args.pnp_denoiser),
+            "pnp_denoisers": list(args.pnp_denoiser), "blind": asdict(blind),
             "command": "edge-restore-eval " + shlex.join(argv),
             "machine": f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPU(s), Python {platform.python_version()}",
         },
