@@ -351,7 +351,7 @@ def resolve_kernel(kernel, color: np.ndarray, crop: int = DEFAULT_CROP) -> tuple
         return check_kernel(kernel), {"source": "array"}
     spec = kernel if isinstance(kernel, KernelSpec) else parse_kernel_spec(str(kernel))
     if spec.source == "estimate":
-        return estimate_kernel(_to_float(color), crop=crop), spec.describe()
+        return estimate_kernel(_to_float(color), crop=crop), {**spec.describe(), "crop": crop}
     if spec.source == "motion-estimate":
         length, angle = estimate_linear_motion(_to_float(color))
         return linear_motion_kernel(length, angle), {**spec.describe(), "length": round(length, 3),
