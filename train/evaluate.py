@@ -68,7 +68,7 @@ import time
 import zlib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -80,6 +80,9 @@ from edge_runtime.metrics import psnr, ssim
 from . import classic
 from .data import is_held_out, list_images, load_image
 from .degradations import add_gaussian_noise, add_poisson_gaussian_noise, blur, gaussian_kernel, quantize_8bit
+
+if TYPE_CHECKING:  # the runtime's deblur module loads only when pnp rows are asked for
+    from edge_runtime.deblur import BlindSettings
 
 #: Variance of the rounding error of an 8-bit image, in (0-255 units)^2: uniform on [-1/2, 1/2].
 ROUNDING_VARIANCE = 1.0 / 12.0
@@ -360,7 +363,8 @@ def best_shift(restored: np.ndarray, clean: np.ndarray, limit: int) -> np.ndarra
 DEFAULT_PNP_DENOISER = Path(__file__).resolve().parents[1] / "models" / "denoise_int8.tflite"
 
 
-def build_pnp_methods(requested: list[str], denoisers: list[str], threads: int = 1, blind=None) -> list[Method]:
+def build_pnp_methods(requested: list[str], denoisers: list[str], threads: int = 1,
+                      blind: BlindSettings | None = None) -> list[Method]:
     """pnp / pnp-est rows, one per denoiser file, named pnp:FILE and pnp-est:FILE; `blind`
     (edge_runtime.deblur.BlindSettings, default the runtime's) sets how pnp-est estimates."""
     wanted = [n for n in PNP_METHODS if n in requested]
@@ -764,7 +768,7 @@ def resolve_models(specs: list[str]) -> list[str]:
     return paths
 
 
-def blind_settings(args: argparse.Namespace):
+def blind_settings(args: argparse.Namespace) -> BlindSettings:
     """edge_runtime.deblur.BlindSettings from --blind-crop / --blind-sigma-floor (EvalError if out of range)."""
     from edge_runtime.deblur import BlindSettings
 
