@@ -20,6 +20,7 @@ import numpy as np
 from .backends import Backend, open_backend, read_model_bytes, tflite_contract
 from .catalog import CardInfo, card_for, shipped_models_dir, verify_shipped
 from .contract import ModelContract
+from .ensemble import check_views, ensemble_tile, shuffled_restore
 from .errors import ModelError, UsageError
 from .tiling import RunTile, Tiler
 
@@ -107,9 +108,12 @@ class RunStats:
 class RestorationModel:
     """A loaded model plus its contract; `restore()` runs any image size through it."""
 
-    def __init__(self, backend: Backend, overlap: int | None = None, strength: float = 1.0) -> None:
+    def __init__(self, backend: Backend, overlap: int | None = None, strength: float = 1.0,
+                 views: int = 1, pixel_shuffle: bool = False) -> None:
         self.backend = backend
         self.strength = check_strength(strength)
+        self.views = check_views(views)
+        self.pixel_shuffle = bool(pixel_shuffle)
         self.contract: ModelContract = backend.contract
         self.tile_size = backend.tile_size
         self.overlap = self.contract.overlap if overlap is None else int(overlap)
@@ -128,9 +132,13 @@ class RestorationModel:
         return f"RestorationModel({self.backend.describe()})"
 
     def run_tile(self, tile: np.ndarray) -> np.ndarray:
-        """One (1, T, T, C) float32 tile in [0, 1] through the model (timed into self.stats),
-        scaled by `strength`: input + strength * (model output - input)."""
-        out = self._timed(self.backend.run, tile)
+        """One (1, T, T, C) float32 tile in [0, 1] through the model (timed into self.stats; each
+        view counts as a tile), averaged over `views` flips/transposes of the tile, and scaled by
+        `strength`: input + strength * (model output - input)."""
+        if self.views == 1:
+            out = self._timed(self.backend.run, tile)
+        else:
+            out = ensemble_tile(lambda t: self._timed(self.backend.run, t), tile, self.views)
         if self.strength != 1.0:
             out = tile + np.float32(self.strength) * (out - tile)
         return out
@@ -148,8 +156,10 @@ class RestorationModel:
     @property
     def pixel_runner(self) -> RunTile | None:
         """run_tile for (1, T, T, C) uint8 tiles when the backend takes 8-bit pixels directly, else
-        None: the `run_pixels` argument of Tiler.run. A strength other than 1 needs the float path."""
-        return self._run_pixels if self.backend.takes_pixels and self.strength == 1.0 else None
+        None: the `run_pixels` argument of Tiler.run. A strength other than 1 or several views need
+        the float path."""
+        plain = self.strength == 1.0 and self.views == 1
+        return self._run_pixels if self.backend.takes_pixels and plain else None
 
     def tiler(self, height: int, width: int, channels: int) -> Tiler:
         return Tiler(height, width, self.tile_size, self.overlap, channels, self.backend.channels)
@@ -164,9 +174,22 @@ class RestorationModel:
         arr = np.asarray(image)
         color, alpha, squeeze = _split(arr)
         out = np.empty(color.shape, color.dtype)
-        self.tiler(color.shape[0], color.shape[1], color.shape[2]).run(
-            color, self.run_tile, out=out, progress=progress, run_pixels=self.pixel_runner)
+        self.restore_into(color, out, progress)
         return _join(out, alpha, squeeze)
+
+    def restore_into(self, image: np.ndarray, out: np.ndarray, progress=None) -> None:
+        """Restore an (H, W, C) colour/gray image into `out` (same shape; `out` may be `image`
+        itself, restored in place), with this model's views and pixel shuffle."""
+        channels = image.shape[2]
+
+        def one_pass(img: np.ndarray, dst: np.ndarray, prog) -> None:
+            self.tiler(img.shape[0], img.shape[1], channels).run(
+                img, self.run_tile, out=dst, progress=prog, run_pixels=self.pixel_runner)
+
+        if self.pixel_shuffle:
+            shuffled_restore(image, out, one_pass, lambda h, w: self.tiler(h, w, channels).tiles, progress)
+        else:
+            one_pass(image, out, progress)
 
 
 def _split(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, bool]:
@@ -212,6 +235,8 @@ def load_model(
     cpu_fallback: bool = False,
     overlap: int | None = None,
     strength: float = 1.0,
+    views: int = 1,
+    pixel_shuffle: bool = False,
 ) -> RestorationModel:
     """Load and validate a .tflite or .onnx model (or a shipped short name like "denoise").
 
@@ -221,10 +246,13 @@ def load_model(
     strength: how much of the model's correction is applied, input + strength * (output - input):
     1 (default) is the model as trained, below 1 keeps more of the input (texture, skin), above 1
     removes more (flat sky); at most MAX_STRENGTH.
+    views: average the output over 1, 2, 4 or 8 flips/transposes of every tile (that many model
+    passes); pixel_shuffle: also restore the four 2x2 sub-images and average (twice the passes;
+    for spatially correlated camera noise, see edge_runtime.ensemble).
     Raises ModelError with a one-line message for any invalid model.
     """
     backend = open_backend(resolve_model(path_or_name), threads=threads, device=device, cpu_fallback=cpu_fallback)
-    return RestorationModel(backend, overlap=overlap, strength=strength)
+    return RestorationModel(backend, overlap=overlap, strength=strength, views=views, pixel_shuffle=pixel_shuffle)
 
 
 class FrameStream:
@@ -263,12 +291,18 @@ class FrameStream:
         target = self._out if out is None else out
         view = target.reshape(self.shape)
         if self._color_out is not None:  # RGBA: restore RGB, pass alpha through
-            self._tiler.run(arr[..., :3], self.model.run_tile, out=self._color_out, run_pixels=self.model.pixel_runner)
+            self._run(arr[..., :3], self._color_out)
             view[..., :3] = self._color_out
             view[..., 3] = arr[..., 3]
         else:
-            self._tiler.run(arr, self.model.run_tile, out=view, run_pixels=self.model.pixel_runner)
+            self._run(arr, view)
         self.frames += 1
         if out is None and gray_2d:
             return self._out_2d
         return target
+
+    def _run(self, image: np.ndarray, out: np.ndarray) -> None:
+        if self.model.pixel_shuffle:  # five tilings of different sizes: the model's own path
+            self.model.restore_into(image, out)
+        else:
+            self._tiler.run(image, self.model.run_tile, out=out, run_pixels=self.model.pixel_runner)

@@ -18,6 +18,7 @@ import numpy as np
 from . import errors
 from .api import MAX_STRENGTH, RestorationModel, check_strength, list_models, load_model, models_dirs, resolve_model
 from .deblur import DEFAULT_ITERATIONS, BlindSettings, DeblurInfo, PnPSchedule, deblur_with_info, refuse_deblur_prior
+from .ensemble import VIEW_COUNTS, check_views
 from .backends import DEVICES
 from .batch_files import (
     COMPARE_SUFFIX,
@@ -101,6 +102,7 @@ examples:
   {PROG} --model denoise --device edgetpu --cpu-fallback --benchmark --compare img.png
   {PROG} --list-models
   {PROG} --model denoise --strength 0.7 portrait.jpg     # lighter denoising, more texture kept
+  {PROG} --model denoise_real --ensemble 2 --pixel-shuffle phone.jpg   # camera noise, 4 passes, cleaner
   {PROG} --model deblur_prior --kernel k.npy --noise-sigma 2.55 photo.png -o out.png   # deblur, known kernel
   {PROG} --model deblur_prior --kernel motion:15,30 belt.png   # linear motion: belt speed x exposure
   {PROG} --model deblur_prior --kernel estimate --save-kernel k.png shaky.jpg   # blind deblurring
@@ -162,6 +164,14 @@ def _strength(text: str) -> float:
         return check_strength(float(text))
     except (ValueError, UsageError):
         raise argparse.ArgumentTypeError(f"{text!r} must be a number between 0 and {MAX_STRENGTH:g}") from None
+
+
+def _views(text: str) -> int:
+    """argparse type: a geometric self-ensemble view count."""
+    try:
+        return check_views(int(text))
+    except (ValueError, UsageError):
+        raise argparse.ArgumentTypeError(f"{text!r} must be one of {', '.join(map(str, VIEW_COUNTS))}") from None
 
 
 def _png_level(text: str) -> int:
@@ -230,6 +240,17 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"with --model (denoising): how much of the model's correction to apply, output = input + S x "
         f"(model - input); 1 (default) is the model as trained, 0.5 keeps more texture (faces), 1.3 smooths "
         f"more (sky); 0 to {MAX_STRENGTH:g}",
+    )
+    p.add_argument(
+        "--ensemble", type=_views, default=None, metavar="N",
+        help=f"with --model (denoising): average the model over N flips/transposes of every tile "
+        f"({', '.join(map(str, VIEW_COUNTS))}; N model passes; default 1). Slower, a little cleaner on any noise",
+    )
+    p.add_argument(
+        "--pixel-shuffle", action="store_true",
+        help="with --model (denoising): also restore the image's four 2x2-subsampled sub-images and average them "
+        "in (twice the passes, and one more image in memory). For camera noise (--model denoise_real), "
+        "which is spatially correlated; it hurts on white noise. See models/denoise_real.md",
     )
     p.add_argument(
         "--noise-sigma", type=_noise_sigma, default=None, metavar="S",
@@ -357,9 +378,7 @@ def restore_file(
     """
     picture: Picture = _read_for(job, max_pixels)
     restored = picture.color if job.compare is None else np.empty_like(picture.color)
-    tiler = model.tiler(picture.height, picture.width, picture.color.shape[2])
-    tiler.run(picture.color, model.run_tile, out=restored, progress=progress, run_pixels=model.pixel_runner)
-    del tiler  # its band buffers (tens of MB at 48 MP) are not needed while writing
+    model.restore_into(picture.color, restored, progress)  # its tiler's band buffers are freed before writing
     _write_or_hand_off(job, picture, restored, quality, png_level, handoff)
 
 
@@ -608,11 +627,15 @@ def check_method_options(args: argparse.Namespace) -> str | None:
                 return f"{given[0]} goes with --kernel (deconvolution) or --classic"
         elif args.strength is not None:
             return "--strength scales a denoiser's correction; with --kernel use --iterations or --noise-sigma"
+        elif args.ensemble is not None or args.pixel_shuffle:
+            return "--ensemble and --pixel-shuffle go with denoising (--model without --kernel)"
         if args.rl_iterations is not None:
             return "--rl-iterations goes with --classic rl"
         return None
     if args.strength is not None:
         return "--strength goes with --model"
+    if args.ensemble is not None or args.pixel_shuffle:
+        return "--ensemble and --pixel-shuffle go with --model"
     if args.iterations is not None:
         return "--iterations goes with --model and --kernel (plug-and-play); --classic rl uses --rl-iterations"
     method = args.classic
@@ -738,7 +761,8 @@ def _run_jobs(
     try:
         if pending and classic is None:
             model = load_model(args.model, threads=args.threads, device=args.device, cpu_fallback=args.cpu_fallback,
-                               overlap=args.tile_overlap, strength=1.0 if args.strength is None else args.strength)
+                               overlap=args.tile_overlap, strength=1.0 if args.strength is None else args.strength,
+                               views=args.ensemble or 1, pixel_shuffle=args.pixel_shuffle)
             if pnp is None:
                 refuse_deblur_prior(model)
         stop.check()
@@ -931,6 +955,8 @@ def _write_manifest(
         "classic": classic.manifest() if classic is not None else None,
         "deconvolution": pnp.manifest() if pnp is not None else None,
         "strength": (1.0 if strength is None else strength) if model is not None and pnp is None else None,
+        "ensemble": ({"views": model.views, "pixel_shuffle": model.pixel_shuffle}
+                     if model is not None and pnp is None else None),
         "files": [j.manifest() for j in jobs],
         "summary": {
             "total": len(jobs),

@@ -461,16 +461,19 @@ def torch_runner(path: Path, threads: int = 1) -> Callable[[np.ndarray], np.ndar
     return run
 
 
-def runtime_runner(path: Path, threads: int = 1, strength: float = 1.0) -> Callable[[np.ndarray], np.ndarray]:
+def runtime_runner(path: Path, threads: int = 1, strength: float = 1.0, views: int = 1,
+                   pixel_shuffle: bool = False) -> Callable[[np.ndarray], np.ndarray]:
     """Run a .onnx / .tflite model through the board runtime's `edge_runtime.api.load_model`
-    (at `strength`, see `edge-restore --strength`)."""
+    (at `strength`, with `views` and `pixel_shuffle`: see `edge-restore --strength / --ensemble /
+    --pixel-shuffle`)."""
     try:
         from edge_runtime.api import load_model  # lazy: the runtime is optional for the classic baselines
     except ImportError as exc:
         raise EvalError(f"{path}: running .onnx/.tflite models needs edge_runtime.api.load_model, "
                         f"which is not available here ({exc}); .pt checkpoints run with torch") from None
     try:
-        model = load_model(str(path), threads=threads if threads > 0 else None, strength=strength)
+        model = load_model(str(path), threads=threads if threads > 0 else None, strength=strength, views=views,
+                           pixel_shuffle=pixel_shuffle)
     except Exception as exc:  # noqa: BLE001 - the runtime reports invalid models with one-line errors
         raise EvalError(f"{path}: {exc}") from None
     return lambda img: np.asarray(model.restore(img), dtype=np.float32)
@@ -487,6 +490,45 @@ def strength_methods(paths: list[str], names: list[str], strengths: list[float],
                 run = runtime_runner(Path(path), threads, s)
                 rows.append(Method(f"{name}@{s:g}", lambda img, side, run=run: run(img), KINDS,
                                    f"none: blind learned model at strength {s:g} ({Path(path).name})"))
+    return rows
+
+
+#: How an --ensembles item names the pixel shuffle: "4+shuffle" is 4 views plus the pixel shuffle.
+SHUFFLE_SUFFIX = "+shuffle"
+
+
+def parse_ensembles(text: str) -> list[tuple[int, bool]]:
+    """--ensembles "2,4,1+shuffle" -> [(2, False), (4, False), (1, True)]: (views, pixel_shuffle)."""
+    from edge_runtime.ensemble import VIEW_COUNTS
+
+    items = []
+    for item in (v.strip() for v in text.split(",")):
+        if not item:
+            continue
+        shuffle = item.endswith(SHUFFLE_SUFFIX)
+        count = item[: -len(SHUFFLE_SUFFIX)] if shuffle else item
+        if not count.isdigit() or int(count) not in VIEW_COUNTS:
+            raise EvalError(f"--ensembles item {item!r} is not N or N{SHUFFLE_SUFFIX} with N in "
+                            f"{', '.join(map(str, VIEW_COUNTS))}")
+        items.append((int(count), shuffle))
+    return items
+
+
+def ensemble_methods(paths: list[str], names: list[str], ensembles: list[tuple[int, bool]],
+                     threads: int = 1) -> list[Method]:
+    """Extra rows NAME@xN (N views) / NAME@xN+shuffle for each runtime model (.onnx/.tflite)."""
+    rows = []
+    for path, name in zip(paths, names):
+        if Path(path).suffix.lower() not in (".onnx", ".tflite"):
+            continue
+        for views, shuffle in ensembles:
+            if views == 1 and not shuffle:
+                continue  # the model's own row
+            run = runtime_runner(Path(path), threads, views=views, pixel_shuffle=shuffle)
+            label = f"x{views}{SHUFFLE_SUFFIX if shuffle else ''}"
+            rows.append(Method(f"{name}@{label}", lambda img, side, run=run: run(img), KINDS,
+                               f"none: blind learned model, {views} view(s){', pixel shuffle' if shuffle else ''} "
+                               f"({Path(path).name})"))
     return rows
 
 
@@ -690,6 +732,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strengths", default="", metavar="LIST",
                    help="also run each .onnx/.tflite --model at these restoration strengths (comma list, e.g. "
                         "0.5,0.75,1.25; rows NAME@S; see edge-restore --strength)")
+    p.add_argument("--ensembles", default="", metavar="LIST",
+                   help="also run each .onnx/.tflite --model self-ensembled: comma list of N (views, 1/2/4/8) or "
+                        f"N{SHUFFLE_SUFFIX} (plus the pixel shuffle), e.g. 4,1{SHUFFLE_SUFFIX}; rows NAME@xN; see "
+                        "edge-restore --ensemble / --pixel-shuffle")
     p.add_argument("--pnp-denoiser", action="append", default=[], metavar="PATH",
                    help="denoiser (.tflite/.onnx) for the pnp / pnp-est methods (repeatable; default "
                         "models/denoise_int8.tflite)")
@@ -837,6 +883,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     except ValueError:
         raise EvalError(f"--strengths must be a comma list of numbers, got {args.strengths!r}") from None
     models += strength_methods(model_paths, model_names, strengths, args.threads)
+    models += ensemble_methods(model_paths, model_names, parse_ensembles(args.ensembles), args.threads)
     blind = blind_settings(args)
     models += build_pnp_methods(requested or [], args.pnp_denoiser, args.threads, blind)
     try:
