@@ -180,16 +180,10 @@ class RestorationModel:
     def restore_into(self, image: np.ndarray, out: np.ndarray, progress=None) -> None:
         """Restore an (H, W, C) colour/gray image into `out` (same shape; `out` may be `image`
         itself, restored in place), with this model's views and pixel shuffle."""
-        channels = image.shape[2]
-
-        def one_pass(img: np.ndarray, dst: np.ndarray, prog) -> None:
-            self.tiler(img.shape[0], img.shape[1], channels).run(
-                img, self.run_tile, out=dst, progress=prog, run_pixels=self.pixel_runner)
-
         if self.pixel_shuffle:
-            shuffled_restore(image, out, one_pass, lambda h, w: self.tiler(h, w, channels).tiles, progress)
+            shuffled_restore(image, out, self, progress)
         else:
-            one_pass(image, out, progress)
+            self.tiler(*image.shape).run(image, self.run_tile, out=out, progress=progress, run_pixels=self.pixel_runner)
 
 
 def _split(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, bool]:

@@ -19,18 +19,16 @@ many pixels as the image).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 
 from .errors import UsageError
-from .tiling import RunTile
+from .tiling import RunTile, Tiler, max_value, tile_count
 
 #: Accepted view counts: the first N of identity, left-right flip, up-down flip, both flips, and
 #: the same four transposed.
 VIEW_COUNTS = (1, 2, 4, 8)
-
-#: Rows combined per step when averaging two results, so the float temporary stays small.
-_COMBINE_ROWS = 256
 
 
 def check_views(views: int) -> int:
@@ -78,42 +76,54 @@ def sub_images(height: int, width: int) -> list[tuple[slice, slice]]:
     return [(slice(i, None, 2), slice(j, None, 2)) for i in range(min(2, height)) for j in range(min(2, width))]
 
 
-def average_into(out: np.ndarray, other: np.ndarray) -> None:
-    """out = (out + other) / 2, rounded to out's integer dtype (half to even), in row chunks."""
-    for a in range(0, out.shape[0], _COMBINE_ROWS):
-        rows = out[a : a + _COMBINE_ROWS].astype(np.float32)
-        rows += other[a : a + _COMBINE_ROWS]
-        rows *= np.float32(0.5)
-        if out.dtype.kind != "f":
-            np.rint(rows, out=rows)
-        out[a : a + _COMBINE_ROWS] = rows
+class ShuffleModel(Protocol):
+    """What `shuffled_restore` needs of a model (edge_runtime.api.RestorationModel)."""
+
+    tile_size: int
+    overlap: int
+    pixel_runner: RunTile | None
+
+    def tiler(self, height: int, width: int, channels: int) -> Tiler: ...
+
+    def run_tile(self, tile: np.ndarray) -> np.ndarray: ...
 
 
-#: restore(image, out, progress): one full-resolution pass of a model over an image into `out`.
-RestorePass = Callable[[np.ndarray, np.ndarray, Callable[[int, int], None] | None], None]
-
-
-def shuffled_restore(image: np.ndarray, out: np.ndarray, restore: RestorePass,
-                     tiles: Callable[[int, int], int], progress: Callable[[int, int], None] | None = None) -> None:
+def shuffled_restore(image: np.ndarray, out: np.ndarray, model: ShuffleModel,
+                     progress: Callable[[int, int], None] | None = None) -> None:
     """Restore `image` (H, W, C) into `out` (which may be `image`) as the mean of the full-resolution
     result and the re-interleaved results of its four 2x2 sub-images.
 
     The sub-images are restored first (strided views, into one image-sized buffer of the image's
-    dtype), so the full-resolution pass may then overwrite the image in place. `tiles(h, w)` counts one pass's
-    tiles for progress: `progress(done, total)` counts the tiles of all five passes.
+    dtype), so the full-resolution pass may then overwrite the image in place. That pass hands its
+    rows over unrounded and each is averaged as it is finished, so an 8-bit result is rounded once
+    more than a plain one, not twice. `progress(done, total)` counts the tiles of all five passes.
     """
-    h, w = image.shape[:2]
+    h, w, channels = image.shape
     parts = sub_images(h, w)
-    counts = [tiles(len(range(h)[r]), len(range(w)[c])) for r, c in parts] + [tiles(h, w)]
-    total, offset = sum(counts), 0
+    shapes = [(len(range(h)[rows]), len(range(w)[cols])) for rows, cols in parts] + [(h, w)]
+    total = sum(tile_count(a, b, model.tile_size, model.overlap) for a, b in shapes)
+    offset = 0
 
     def shifted(done: int, _: int) -> None:
         if progress is not None:
             progress(offset + done, total)
 
     shuffled = np.empty_like(image)
-    for (rows, cols), count in zip(parts, counts):
-        restore(image[rows, cols], shuffled[rows, cols], shifted)
-        offset += count
-    restore(image, out, shifted)
-    average_into(out, shuffled)
+    for (rows, cols), (a, b) in zip(parts, shapes):
+        tiler = model.tiler(a, b, channels)
+        tiler.run(image[rows, cols], model.run_tile, out=shuffled[rows, cols], progress=shifted,
+                  run_pixels=model.pixel_runner)
+        offset += tiler.tiles
+        del tiler
+    tiler = model.tiler(h, w, channels)
+    if np.shares_memory(out, image) and not tiler.in_place_safe:  # never overwrite unread input
+        raise RuntimeError(f"tiling of {h} rows would read rows it already wrote")
+    top = np.float32(max_value(image.dtype) / 2)
+
+    def combine(row: int, col: int, rows: np.ndarray) -> None:
+        region = (slice(row, row + rows.shape[0]), slice(col, col + rows.shape[1]))
+        mean = rows * top + shuffled[region] * np.float32(0.5)
+        out[region] = np.rint(mean) if out.dtype.kind != "f" else mean
+
+    tiler.run(image, model.run_tile, sink=combine, sink_dtype=np.dtype(np.float32), progress=shifted,
+              run_pixels=model.pixel_runner)

@@ -88,6 +88,11 @@ def tile_starts(n: int, tile: int, overlap: int) -> list[int]:
     return [i * step for i in range(count - 1)] + [n - tile]
 
 
+def tile_count(height: int, width: int, tile: int, overlap: int) -> int:
+    """How many tiles `Tiler(height, width, tile, overlap)` runs (without building one)."""
+    return len(tile_starts(height, tile, overlap)) * len(tile_starts(width, tile, overlap))
+
+
 def blend_ramp(overlap: int) -> np.ndarray:
     """Rising weights over an overlap of O pixels: 0 on the outer O // 4, then sin^2 up to 1.
 
@@ -188,7 +193,8 @@ def column_panels(starts: list[int], width: int, max_columns: int) -> list[tuple
         c0 = c1
 
 
-def _max_value(dtype: np.dtype) -> float:
+def max_value(dtype: np.dtype) -> float:
+    """The value of full white in an image of this dtype (255, 65535, or 1.0 for floats)."""
     if dtype == np.uint8:
         return 255.0
     if dtype == np.uint16:
@@ -314,6 +320,7 @@ class Tiler:
         sink: RowSink | None = None,
         progress: Callable[[int, int], None] | None = None,
         run_pixels: RunTile | None = None,
+        sink_dtype: np.dtype | None = None,
     ) -> np.ndarray | None:
         """Restore `image` (H, W, C) of dtype uint8, uint16 or float in [0, 1].
 
@@ -322,16 +329,19 @@ class Tiler:
         uint8 images whose channels match the model, which then skip the float round trip.
 
         Finished rows go to `sink(row, col, rows)` if given (`rows` is only valid during the call: it
-        may be the tiler's own buffer; `col` > 0 only for column panels), else into `out` (allocated with the image's
+        may be the tiler's own buffer; `col` > 0 only for column panels; of `sink_dtype`, default the
+        image's: float32 hands over the unrounded [0, 1] values), else into `out` (allocated with the image's
         shape and dtype when None), which is returned. `out` may be `image` itself (restored in
         place, bit-identical to a separate output); any other overlap with `image` is refused.
         Integer outputs are rounded and clipped; float outputs are clipped to [0, 1].
         """
         if image.ndim != 3 or image.shape != (self.height, self.width, self.image_channels):
             raise ValueError(f"image shape {image.shape} != tiler shape {(self.height, self.width, self.image_channels)}")
-        in_scale = 1.0 / _max_value(image.dtype)
-        out_dtype = image.dtype if out is None else out.dtype
-        out_max = _max_value(np.dtype(out_dtype))
+        in_scale = 1.0 / max_value(image.dtype)
+        if sink is not None and out is not None:
+            raise ValueError("pass a sink or out, not both")
+        out_dtype = np.dtype(image.dtype if sink_dtype is None else sink_dtype) if out is None else out.dtype
+        out_max = max_value(np.dtype(out_dtype))
         if sink is None:
             if out is None:
                 out = np.empty(image.shape, image.dtype)

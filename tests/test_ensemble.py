@@ -12,10 +12,10 @@ import pytest
 from edge_runtime import load_model
 from edge_runtime.api import FrameStream
 from edge_runtime.cli import main
-from edge_runtime.ensemble import (average_into, check_views, ensemble_tile, shuffled_restore, sub_images,
-                                   undo_view, view_of)
+from edge_runtime.ensemble import check_views, ensemble_tile, shuffled_restore, sub_images, undo_view, view_of
 from edge_runtime.errors import UsageError
 from edge_runtime.metrics import psnr
+from edge_runtime.tiling import Tiler, tile_count
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT / "models" / "denoise_real_int8.tflite"
@@ -55,29 +55,41 @@ def test_sub_images_cover_every_pixel_once():
         assert (count == 1).all()
 
 
-def test_average_into_rounds_integers_and_keeps_floats():
-    out = np.array([[1, 2, 3, 250]], np.uint8)
-    average_into(out, np.array([[2, 2, 6, 255]], np.uint8))
-    assert out.tolist() == [[2, 2, 4, 252]]  # 1.5 -> 2, 4.5 -> 4 (half to even), 252.5 -> 252
-    f = np.array([[0.25]], np.float32)
-    average_into(f, np.array([[0.5]], np.float32))
-    assert f[0, 0] == np.float32(0.375)
+class IdentityModel:
+    """A model that returns its input: the shuffle's mean of identical results is the image."""
+
+    tile_size, overlap, pixel_runner = 4, 1, None
+
+    def __init__(self) -> None:
+        self.shapes: list[tuple[int, int]] = []
+
+    def tiler(self, height: int, width: int, channels: int) -> Tiler:
+        self.shapes.append((height, width))
+        return Tiler(height, width, self.tile_size, self.overlap, channels, channels)
+
+    def run_tile(self, tile: np.ndarray) -> np.ndarray:
+        return tile
 
 
-def test_shuffled_restore_counts_progress_over_all_passes():
-    image = np.random.default_rng(2).integers(0, 256, (9, 11, 3), dtype=np.uint8)
-    calls, seen = [], []
-
-    def restore(img, out, progress):
-        calls.append(img.shape)
-        out[...] = img  # identity: the mean of identical results is the image
-        progress(1, 1)
-
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_shuffled_restore_is_exact_for_an_identity_model_and_counts_progress(dtype):
+    rng = np.random.default_rng(2)
+    image = rng.integers(0, 256, (9, 11, 3)).astype(dtype) if dtype != np.float32 else rng.random((9, 11, 3), dtype)
+    model, seen = IdentityModel(), []
     out = np.empty_like(image)
-    shuffled_restore(image, out, restore, lambda h, w: 1, lambda done, total: seen.append((done, total)))
-    assert np.array_equal(out, image)
-    assert calls == [(5, 6, 3), (5, 5, 3), (4, 6, 3), (4, 5, 3), (9, 11, 3)]
-    assert seen == [(1, 5), (2, 5), (3, 5), (4, 5), (5, 5)]
+    shuffled_restore(image, out, model, lambda done, total: seen.append((done, total)))
+    if dtype == np.float32:
+        assert np.allclose(out, image, atol=1e-6)
+    else:
+        assert np.array_equal(out, image)
+    assert model.shapes == [(5, 6), (5, 5), (4, 6), (4, 5), (9, 11)]
+    total = seen[-1][1]
+    assert total == tile_count(5, 6, 4, 1) + tile_count(5, 5, 4, 1) + tile_count(4, 6, 4, 1) + tile_count(4, 5, 4, 1) \
+        + tile_count(9, 11, 4, 1)
+    assert [d for d, _ in seen] == list(range(1, total + 1))
+    in_place = image.copy()
+    shuffled_restore(in_place, in_place, IdentityModel())
+    assert np.array_equal(in_place, out)
 
 
 def correlated_noise_photo() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
