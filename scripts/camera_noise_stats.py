@@ -10,6 +10,12 @@ percentile over images of the residual's standard deviation (0-255 scale: all, l
 its autocorrelation at 1, 2 and 4 px (luma; chroma at 1 and 4) and the luma standard deviation in
 the darkest and brightest quarter of the picture. Only statistics are compared: the pairs are never trained on.
 
+The alignment rows fit each pair's error (noisy or restored minus reference) per channel as a
+constant plus the reference's x and y gradients: to first order, an exposure offset and a
+sub-pixel shift (dx, dy px) between the shot and the reference, which no denoiser can remove (it
+must keep the brightness and the geometry of its input). They report the fitted shift, the
+offset, the share of the error's energy the two explain, and the mean PSNR with and without them.
+
 With --model (repeatable), each model restores the real noisy photos and the error against the
 reference is split in two bands, below and above a Gaussian blur of BAND_SIGMA px: RMS (0-255) of
 the noisy input's error and of each model's, whole / fine band / coarse band. It shows which part
@@ -61,6 +67,28 @@ def band_rms(error: np.ndarray) -> tuple[float, float, float]:
     return rms(error), rms(error - coarse), rms(coarse)
 
 
+def misalignment(error: np.ndarray, reference: np.ndarray) -> tuple[float, float, float, np.ndarray]:
+    """Fit an HxWx3 error (0-255) per channel as offset + dx * d/dx ref + dy * d/dy ref (central
+    differences). Returns the luma fit's (dx, dy, offset) and the fitted HxWx3 component."""
+    fitted = np.empty_like(error, dtype=np.float64)
+    coefs = []
+    for c in range(error.shape[2]):
+        gy, gx = np.gradient(reference[..., c].astype(np.float64))
+        design = np.stack([gx.ravel() - gx.mean(), gy.ravel() - gy.mean()], axis=1)
+        e = error[..., c].astype(np.float64).ravel()
+        # ridge of one level^2 per pixel: a reference with (almost) no gradient variation (flat, a
+        # ramp) says nothing about a shift, and the fit should say 0 rather than fit the noise
+        shift = np.linalg.solve(design.T @ design + e.size * np.eye(2), design.T @ (e - e.mean()))
+        fitted[..., c] = (design @ shift + e.mean()).reshape(gx.shape)
+        coefs.append([shift[0], shift[1], e.mean() - shift[0] * gx.mean() - shift[1] * gy.mean()])
+    dx, dy, offset = np.mean(coefs, axis=0)
+    return float(dx), float(dy), float(offset), fitted
+
+
+def psnr_255(error: np.ndarray) -> float:
+    return float(10 * np.log10(255.0**2 / max(np.mean(error * error), 1e-12)))
+
+
 def summary(name: str, rows: list[list[float]]) -> str:
     r = np.array(rows)
     lines = [f"{name:18s} " + " ".join(f"{c:>7s}" for c in COLUMNS)]
@@ -90,15 +118,27 @@ def main(argv: list[str] | None = None) -> int:
 
     models = {name: load_model(name) for name in args.model}
     real, bands = [], {"noisy input": [], **{name: [] for name in models}}
+    aligned = {name: [] for name in bands}  # per pair: dx, dy, offset, explained share, PSNR, PSNR without the fit
     for noisy_path in sorted(p for p in args.pairs.iterdir() if p.stem.endswith("_real")):
         ref_path = noisy_path.with_name(noisy_path.stem[: -len("_real")] + "_mean" + noisy_path.suffix)
         noisy, ref = (load_image(p).astype(np.float64) * 255 for p in (noisy_path, ref_path))
         real.append(residual_stats(noisy - ref, ref))
-        bands["noisy input"].append(band_rms(noisy - ref))
+        errors = {"noisy input": noisy - ref}
         for name, model in models.items():
-            restored = model.restore(np.rint(noisy).astype(np.uint8)).astype(np.float64)
-            bands[name].append(band_rms(restored - ref))
+            errors[name] = model.restore(np.rint(noisy).astype(np.uint8)).astype(np.float64) - ref
+        for name, error in errors.items():
+            bands[name].append(band_rms(error))
+            dx, dy, offset, fitted = misalignment(error, ref)
+            rest = error - fitted
+            explained = 1.0 - float(np.mean(rest * rest)) / max(float(np.mean(error * error)), 1e-12)
+            aligned[name].append([dx, dy, offset, explained, psnr_255(error), psnr_255(rest)])
     print(summary(f"real ({len(real)} pairs)", real))
+    print("alignment of the real pairs (mean over images): |dx| |dy| px, |offset| (0-255), share of the error "
+          "energy they explain, PSNR, PSNR without them")
+    for name, rows in aligned.items():
+        r = np.abs(np.array(rows))
+        print(f"  {name:28s} {r[:, 0].mean():5.2f} {r[:, 1].mean():5.2f} {r[:, 2].mean():6.2f} "
+              f"{100 * r[:, 3].mean():5.1f}% {r[:, 4].mean():6.2f} {r[:, 5].mean():6.2f}")
     if models:
         print(f"error RMS (0-255) on the real pairs, mean over images: whole, fine band, coarse band (blur {BAND_SIGMA:g} px)")
         for name, rows in bands.items():

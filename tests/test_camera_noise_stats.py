@@ -45,8 +45,12 @@ def test_main_reads_pairs_and_scores_a_model(tmp_path, capsys):
                        "--model", "denoise_real"]) == 0
     out = capsys.readouterr().out
     assert "real (2 pairs)" in out and "fine (2)" in out
-    noisy_row = next(line for line in out.splitlines() if "noisy input" in line).split()
-    model_row = next(line for line in out.splitlines() if line.strip().startswith("denoise_real")).split()
+    lines = out.splitlines()
+    bands = lines[next(i for i, line in enumerate(lines) if line.startswith("error RMS")):]
+    noisy_row = next(line for line in bands if "noisy input" in line).split()
+    model_row = next(line for line in bands if line.strip().startswith("denoise_real")).split()
+    alignment = lines[next(i for i, line in enumerate(lines) if line.startswith("alignment")) + 1].split()
+    assert alignment[:2] == ["noisy", "input"] and float(alignment[2]) < 0.2  # pairs made without any shift
     assert 3 < float(noisy_row[2]) < 5  # the residual's RMS: about the 4-level noise added
     assert float(model_row[1]) < float(noisy_row[2])  # the model lowers the error
 
@@ -54,3 +58,18 @@ def test_main_reads_pairs_and_scores_a_model(tmp_path, capsys):
 def test_main_refuses_a_missing_folder(tmp_path, capsys):
     assert stats.main(["--pairs", str(tmp_path / "nope"), "--clean", str(tmp_path)]) == 2
     assert "is not a folder" in capsys.readouterr().err
+
+
+def test_misalignment_recovers_a_subpixel_shift_and_an_offset():
+    from skimage import data
+
+    ref = data.astronaut()[100:228, 150:278].astype(np.float64)
+    freq = np.fft.fftfreq(128)
+    phase = np.exp(2j * np.pi * (0.3 * freq[None, :] - 0.2 * freq[:, None]))  # ref sampled at (x + 0.3, y - 0.2)
+    shifted = np.stack([np.fft.ifft2(np.fft.fft2(ref[..., c]) * phase).real for c in range(3)], axis=2)
+    noise = np.random.default_rng(2).normal(0, 2, ref.shape)
+    error = shifted + 1.5 + noise - ref
+    core = (slice(8, -8), slice(8, -8))  # away from the periodic shift's wrapped border
+    dx, dy, offset, fitted = stats.misalignment(error[core], ref[core])
+    assert abs(dx - 0.3) < 0.05 and abs(dy + 0.2) < 0.05 and abs(offset - 1.5) < 0.1
+    assert np.mean((error[core] - fitted) ** 2) < np.mean(error[core] ** 2)
