@@ -72,3 +72,19 @@ def test_cli_peak_memory_within_issue_4_bound(tmp_path, int8_model, tiny_peak_mi
     expected = load_model(int8_model, threads=1).restore(read_image(src).color)
     with Image.open(dst) as im:
         assert np.array_equal(np.asarray(im), expected)
+
+
+def test_pixel_shuffle_holds_one_more_image_and_stays_within_the_bound(tmp_path, int8_model, tiny_peak_mib):
+    """--pixel-shuffle keeps the sub-images' results (one image of the input's size) beside it."""
+    image = synthetic_image(MEGAPIXELS, seed=4)
+    src = _write(tmp_path, "photo.png", image)
+    dst = tmp_path / "photo_restored.png"
+    res = cli_peak_memory.child_peak_rss(cli_peak_memory.cli_command(int8_model, src, dst, 1) + ["--pixel-shuffle"])
+    assert res.returncode == 0, res.output
+    decoded = image.nbytes
+    assert res.peak_mib <= cli_peak_memory.bound_mib(decoded)
+    growth = (res.peak_mib - tiny_peak_mib) * 2**20 / decoded
+    assert growth <= MAX_GROWTH_PER_DECODED_BYTE + 1.0, f"peak grew {growth:.2f} x the decoded image"
+    expected = load_model(int8_model, threads=1, pixel_shuffle=True).restore(read_image(src).color)
+    with Image.open(dst) as im:
+        assert np.array_equal(np.asarray(im), expected)
