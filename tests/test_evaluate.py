@@ -446,14 +446,16 @@ def test_blind_settings_reach_the_pnp_est_rows_and_are_recorded(clean_dir, tmp_p
     assert "--blind-sigma-floor" in capsys.readouterr().err
 
 
-def test_ensemble_rows_run_the_self_ensembled_model(clean_dir, tmp_path, capsys):
+def test_strength_and_ensemble_rows_run_the_model_variants(clean_dir, tmp_path, capsys):
     model = Path(__file__).resolve().parents[1] / "models" / "denoise_int8.tflite"
     out = tmp_path / "ens"
     assert ev.main(["--clean", str(clean_dir), "--degradation", "awgn:25", "--methods", "identity", "--model", str(model),
-                    "--ensembles", "1,4,1+shuffle", "--out", str(out), "--no-progress"]) == 0
+                    "--ensembles", "1,4,1+shuffle", "--strengths", "0.5", "--out", str(out), "--no-progress"]) == 0
     deg = json.loads((out / "results.json").read_text())["degradations"]["awgn:25"]
-    assert deg["methods"] == ["identity", "denoise_int8.tflite", "denoise_int8.tflite@x4", "denoise_int8.tflite@x1+shuffle"]
+    assert deg["methods"] == ["identity", "denoise_int8.tflite", "denoise_int8.tflite@0.5", "denoise_int8.tflite@x4",
+                              "denoise_int8.tflite@x1+shuffle"]
     mean = {m: deg["mean"][m]["psnr"] for m in deg["methods"]}
+    assert mean["identity"] < mean["denoise_int8.tflite@0.5"] < mean["denoise_int8.tflite"]  # half the correction
     assert mean["denoise_int8.tflite@x4"] > mean["denoise_int8.tflite"]  # views average out model errors
     assert mean["denoise_int8.tflite@x1+shuffle"] < mean["denoise_int8.tflite"]  # white noise: the shuffle hurts
     assert ev.parse_ensembles(" 2, 8+shuffle ,") == [(2, False), (8, True)]

@@ -479,18 +479,27 @@ def runtime_runner(path: Path, threads: int = 1, strength: float = 1.0, views: i
     return lambda img: np.asarray(model.restore(img), dtype=np.float32)
 
 
-def strength_methods(paths: list[str], names: list[str], strengths: list[float], threads: int = 1) -> list[Method]:
-    """Extra rows NAME@S for each runtime model (.onnx/.tflite) at each restoration strength S != 1."""
+#: One extra row per runtime model: (row suffix after "@", load_model options, what the row is).
+Variant = tuple[str, dict[str, Any], str]
+
+
+def variant_methods(paths: list[str], names: list[str], variants: list[Variant], threads: int = 1) -> list[Method]:
+    """Extra rows NAME@SUFFIX for each runtime model (.onnx/.tflite), one per variant."""
     rows = []
     for path, name in zip(paths, names):
         if Path(path).suffix.lower() not in (".onnx", ".tflite"):
             continue
-        for s in strengths:
-            if s != 1.0:
-                run = runtime_runner(Path(path), threads, s)
-                rows.append(Method(f"{name}@{s:g}", lambda img, side, run=run: run(img), KINDS,
-                                   f"none: blind learned model at strength {s:g} ({Path(path).name})"))
+        for suffix, options, what in variants:
+            run = runtime_runner(Path(path), threads, **options)
+            rows.append(Method(f"{name}@{suffix}", lambda img, side, run=run: run(img), KINDS,
+                               f"none: blind learned model {what} ({Path(path).name})"))
     return rows
+
+
+def strength_methods(paths: list[str], names: list[str], strengths: list[float], threads: int = 1) -> list[Method]:
+    """Extra rows NAME@S for each runtime model (.onnx/.tflite) at each restoration strength S != 1."""
+    variants = [(f"{s:g}", {"strength": s}, f"at strength {s:g}") for s in strengths if s != 1.0]
+    return variant_methods(paths, names, variants, threads)
 
 
 #: How an --ensembles item names the pixel shuffle: "4+shuffle" is 4 views plus the pixel shuffle.
@@ -517,19 +526,10 @@ def parse_ensembles(text: str) -> list[tuple[int, bool]]:
 def ensemble_methods(paths: list[str], names: list[str], ensembles: list[tuple[int, bool]],
                      threads: int = 1) -> list[Method]:
     """Extra rows NAME@xN (N views) / NAME@xN+shuffle for each runtime model (.onnx/.tflite)."""
-    rows = []
-    for path, name in zip(paths, names):
-        if Path(path).suffix.lower() not in (".onnx", ".tflite"):
-            continue
-        for views, shuffle in ensembles:
-            if views == 1 and not shuffle:
-                continue  # the model's own row
-            run = runtime_runner(Path(path), threads, views=views, pixel_shuffle=shuffle)
-            label = f"x{views}{SHUFFLE_SUFFIX if shuffle else ''}"
-            rows.append(Method(f"{name}@{label}", lambda img, side, run=run: run(img), KINDS,
-                               f"none: blind learned model, {views} view(s){', pixel shuffle' if shuffle else ''} "
-                               f"({Path(path).name})"))
-    return rows
+    variants = [(f"x{views}{SHUFFLE_SUFFIX if shuffle else ''}", {"views": views, "pixel_shuffle": shuffle},
+                 f"with {views} view(s){' and the pixel shuffle' if shuffle else ''}")
+                for views, shuffle in ensembles if views != 1 or shuffle]
+    return variant_methods(paths, names, variants, threads)
 
 
 def load_model_method(path: str | Path, name: str, threads: int = 1) -> Method:
