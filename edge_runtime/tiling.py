@@ -297,6 +297,16 @@ class Tiler:
             written[lo:hi] = True
         return True
 
+    def check_target(self, image: np.ndarray, out: np.ndarray) -> None:
+        """Refuse an output buffer that would corrupt the input while it is read: `out` may be
+        `image` itself (if `in_place_safe`) or separate memory, never a partial overlap. A caller
+        whose sink writes the finished rows into its own `out` checks it here too."""
+        if _same_buffer(out, image):
+            if not self.in_place_safe:  # the layout rules this out; never overwrite unread input
+                raise RuntimeError(f"tiling of {self.height} rows would read rows it already wrote")
+        elif np.may_share_memory(out, image) and np.shares_memory(out, image):
+            raise ValueError("out overlaps image without being the same array (pass out=image to restore in place)")
+
     def _run_tile(self, run: RunTile) -> np.ndarray:
         """Run self._tile_f (T, T, Ci) through the model; the (T, T, Ci) result is only valid until
         the next call (it may be the backend's own buffer)."""
@@ -347,11 +357,7 @@ class Tiler:
                 out = np.empty(image.shape, image.dtype)
             elif out.shape != image.shape:
                 raise ValueError(f"out shape {out.shape} != image shape {image.shape}")
-            if _same_buffer(out, image):
-                if not self.in_place_safe:  # the layout rules this out; never overwrite unread input
-                    raise RuntimeError(f"tiling of {self.height} rows would read rows it already wrote")
-            elif np.may_share_memory(out, image) and np.shares_memory(out, image):
-                raise ValueError("out overlaps image without being the same array (pass out=image to restore in place)")
+            self.check_target(image, out)
             target = out
 
             def sink(row: int, col: int, rows: np.ndarray) -> None:

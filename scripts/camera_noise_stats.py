@@ -69,7 +69,7 @@ def band_rms(error: np.ndarray) -> tuple[float, float, float]:
 
 def misalignment(error: np.ndarray, reference: np.ndarray) -> tuple[float, float, float, np.ndarray]:
     """Fit an HxWx3 error (0-255) per channel as offset + dx * d/dx ref + dy * d/dy ref (central
-    differences). Returns the luma fit's (dx, dy, offset) and the fitted HxWx3 component."""
+    differences). Returns (dx, dy, offset) averaged over the channels and the fitted HxWx3 component."""
     fitted = np.empty_like(error, dtype=np.float64)
     coefs = []
     for c in range(error.shape[2]):

@@ -171,3 +171,9 @@ def test_cli_refuses_ensemble_with_classic(tmp_path, capsys):
     photo = write_png(tmp_path / "p.png", np.zeros((32, 32, 3), np.uint8))
     rc = main(["--classic", "nlm", "--pixel-shuffle", str(photo), "-o", str(tmp_path / "o.png")])
     assert rc == 1 and "--ensemble and --pixel-shuffle go with --model" in capsys.readouterr().err
+
+
+def test_shuffled_restore_refuses_an_output_overlapping_its_input():
+    buffer = np.zeros((10, 11, 3), np.uint8)
+    with pytest.raises(ValueError, match="overlaps image"):
+        shuffled_restore(buffer[:9], buffer[1:], IdentityModel())
