@@ -37,13 +37,14 @@ sum 1, and the motion angle is counter-clockwise from +x with image rows growing
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, fields
 
 import numpy as np
 
 from .classic import edge_taper_pad, estimate_noise_sigma
 from .errors import KernelError
 
-__all__ = ["estimate_linear_motion", "estimate_kernel"]
+__all__ = ["estimate_linear_motion", "estimate_kernel", "KernelEstimateSettings"]
 
 #: Side of the grey crop the linear-motion fit reads: large enough that the spectrum resolves the
 #: sinc zeros of a 63 px blur (several bins apart), small enough to cost ~0.1 s.
@@ -74,39 +75,80 @@ DEFAULT_CROP = 512
 #: Pyramid ratio between levels and the smallest kernel side, as in Pan et al.'s code.
 PYRAMID_RATIO = math.sqrt(0.5)
 COARSEST_KERNEL = 5
-#: Alternations per pyramid level (Pan et al. use 5).
-ITERATIONS_PER_LEVEL = 5
-#: L0 gradient weight: starts at LAMBDA_START, divided by LAMBDA_DECAY after every alternation,
-#: never below LAMBDA_MIN (Pan et al.'s defaults for natural images, [0, 1] intensities).
-LAMBDA_START = 4e-3
-LAMBDA_DECAY = 1.1
-LAMBDA_MIN = 1e-4
-#: Half-quadratic splitting: beta from 2 lambda, times HQS_KAPPA per step, up to HQS_BETA_MAX
-#: (Xu et al. use 2; 3 needs a third fewer steps with the same error ratios in sweeps).
+#: Half-quadratic splitting of the latent step: beta from 2 lambda, times HQS_KAPPA per step, up
+#: to HQS_BETA_MAX (Xu et al. use 2; 3 needs a third fewer steps with the same error ratios in sweeps).
 HQS_KAPPA = 3.0
 HQS_BETA_MAX = 1e5
-#: Tikhonov weight on |k|^2 in the kernel least squares, per 10^4 gradient pixels (so it scales
-#: with the crop at every level); Pan et al. use 2 for whole images. Issue-16 sweep (28 non-held-out
-#: CBSD432 crops, Levin + 12 kernels, 1% noise) with NOISE_LAMBDA_FACTOR 20: 2 -> mean 25.24 dB, worst
-#: error ratio 19.9; 4 -> 25.23, 14.3; 8 -> 25.44, 6.3 (Wiener with the true kernels 27.43).
-KERNEL_TIKHONOV = 8.0
-#: Conjugate-gradient steps of each kernel solve (warm-started at the current kernel).
+#: Conjugate-gradient steps of each kernel solve (warm-started at the current kernel), and of each
+#: active-set round of the final refinement.
 CG_ITERATIONS = 30
-#: Final refinement (_refine_kernel): support growth (px), active-set rounds (0 skips the
-#: refinement), CG steps per round and the Tikhonov weight (as KERNEL_TIKHONOV).
-REFINE_DILATION = 1
-REFINE_ROUNDS = 3
 REFINE_CG_ITERATIONS = 50
-REFINE_TIKHONOV = 2.0
-#: Kernel values below this fraction of the maximum are zeroed after each solve (Pan et al.: 0.05).
-KERNEL_THRESHOLD = 0.05
-#: Connected components (8-neighbour) of the kernel holding less than this share of the mass are
-#: removed: shake is one connected path, isolated specks are noise (Pan et al.: 0.1).
-KERNEL_MIN_COMPONENT = 0.1
-#: The L0 weight never drops below this times the noise variance ([0, 1] scale), so noise
-#: gradients are not kept as edges. Same sweep (KERNEL_TIKHONOV 2): 5 / 10 / 20 / 40 -> error ratio
-#: <= 3 on 82 / 82 / 93 / 89% of the crops; LAMBDA_START 2e-3 / 8e-3 -> 75 / 89%.
-NOISE_LAMBDA_FACTOR = 20.0
+
+
+@dataclass(frozen=True)
+class KernelEstimateSettings:
+    """The tuned constants of :func:`estimate_kernel`; the defaults were chosen on the tuning set
+    (CBSD432 photos outside its held-out slice, Levin and 12-kernel blurs, 1% noise; the numbers
+    in docs/deblur.md). `scripts/kernel_estimation_sweep.py --setting NAME=VALUE` sweeps them.
+
+    iterations_per_level: alternations of latent image and kernel per pyramid level (Pan et al.: 5).
+    lambda_start, lambda_decay, lambda_min: the L0 gradient weight starts at lambda_start, is
+      divided by lambda_decay after every alternation and never drops below lambda_min (Pan et
+      al.'s defaults for natural images, [0, 1] intensities).
+    noise_lambda_factor: nor below this times the noise variance ([0, 1] scale), so noise gradients
+      are not kept as edges. Sweep with kernel_tikhonov 2: 5 / 10 / 20 / 40 -> error ratio <= 3 on
+      82 / 82 / 93 / 89% of the crops; lambda_start 2e-3 / 8e-3 -> 75 / 89%.
+    kernel_tikhonov: weight on |k|^2 in the kernel least squares, per 10^4 gradient pixels (so it
+      scales with the crop at every level); Pan et al. use 2 for whole images. Sweep (28 non-held-out
+      CBSD432 crops, Levin + 12 kernels,
+      noise_lambda_factor 20): 2 -> mean 25.24 dB, worst error ratio 19.9; 4 -> 25.23, 14.3;
+      8 -> 25.44, 6.3 (Wiener with the true kernels 27.43).
+    threshold: kernel values below this fraction of the maximum are zeroed after each solve
+      (Pan et al.: 0.05).
+    min_component: 8-connected kernel components holding less than this share of the mass are
+      removed: shake is one connected path, isolated specks are noise (Pan et al.: 0.1).
+    refine_dilation, refine_rounds, refine_tikhonov: the final full-resolution refinement grows the
+      support by refine_dilation px and runs refine_rounds active-set rounds (0 skips it) with this
+      Tikhonov weight (as kernel_tikhonov).
+    """
+
+    iterations_per_level: int = 5
+    lambda_start: float = 4e-3
+    lambda_decay: float = 1.1
+    lambda_min: float = 1e-4
+    noise_lambda_factor: float = 20.0
+    kernel_tikhonov: float = 8.0
+    threshold: float = 0.05
+    min_component: float = 0.1
+    refine_dilation: int = 1
+    refine_rounds: int = 3
+    refine_tikhonov: float = 2.0
+
+    def check(self) -> "KernelEstimateSettings":
+        """Self, or KernelError (one line) naming the first field out of range."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise KernelError(f"estimate: setting {f.name} must be a finite number, got {value!r}")
+        positive = ("iterations_per_level", "lambda_start", "lambda_min")
+        at_least_zero = ("noise_lambda_factor", "kernel_tikhonov", "refine_dilation", "refine_rounds", "refine_tikhonov")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise KernelError(f"estimate: setting {name} must be > 0, got {getattr(self, name)}")
+        for name in at_least_zero:
+            if getattr(self, name) < 0:
+                raise KernelError(f"estimate: setting {name} must be >= 0, got {getattr(self, name)}")
+        if self.lambda_decay < 1:
+            raise KernelError(f"estimate: setting lambda_decay must be >= 1, got {self.lambda_decay}")
+        for name in ("threshold", "min_component"):
+            if not 0 <= getattr(self, name) < 1:
+                raise KernelError(f"estimate: setting {name} must be in [0, 1), got {getattr(self, name)}")
+        for name in ("iterations_per_level", "refine_dilation", "refine_rounds"):
+            if not isinstance(getattr(self, name), (int, np.integer)):
+                raise KernelError(f"estimate: setting {name} must be an integer, got {getattr(self, name)!r}")
+        return self
+
+
 #: Smallest image side accepted, relative to the kernel side: fewer pixels than this cannot
 #: constrain the kernel's unknowns.
 MIN_IMAGE_TO_KERNEL = 2
@@ -416,13 +458,13 @@ class _KernelNormalEquations:
         return x
 
 
-def _kernel_least_squares(latent: np.ndarray, blurred: np.ndarray, start: np.ndarray) -> np.ndarray:
+def _kernel_least_squares(latent: np.ndarray, blurred: np.ndarray, start: np.ndarray, tikhonov: float) -> np.ndarray:
     """The kernel least squares (unconstrained) by CG_ITERATIONS conjugate-gradient steps from `start`.
 
     A few dozen cheap steps instead of an O(size^6) dense solve land close enough: the kernel is
     thresholded and cleaned right after.
     """
-    return _KernelNormalEquations(latent, blurred, start.shape[0], KERNEL_TIKHONOV).solve(start, CG_ITERATIONS)
+    return _KernelNormalEquations(latent, blurred, start.shape[0], tikhonov).solve(start, CG_ITERATIONS)
 
 
 def _components(mask: np.ndarray) -> list[np.ndarray]:
@@ -448,15 +490,16 @@ def _components(mask: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-def _clean_kernel(kernel: np.ndarray) -> np.ndarray:
-    """Positivity, small values to zero, weak isolated specks removed, sum 1."""
+def _clean_kernel(kernel: np.ndarray, settings: KernelEstimateSettings) -> np.ndarray:
+    """Positivity, values below settings.threshold x max to zero, components below
+    settings.min_component of the mass removed, sum 1."""
     k = np.clip(kernel, 0.0, None)
     if k.max() <= 0:
         return _delta(kernel.shape[0])
-    k[k < KERNEL_THRESHOLD * k.max()] = 0.0
+    k[k < settings.threshold * k.max()] = 0.0
     total = k.sum()
     for members in _components(k > 0):
-        if k.flat[members].sum() < KERNEL_MIN_COMPONENT * total:
+        if k.flat[members].sum() < settings.min_component * total:
             k.flat[members] = 0.0
     return k / k.sum()
 
@@ -499,14 +542,15 @@ def _pyramid(kernel_size: int) -> list[tuple[float, int]]:
     return out
 
 
-def _estimate_on_level(grey: np.ndarray, kernel: np.ndarray, lam: float, lam_floor: float) -> tuple[np.ndarray, float]:
-    """ITERATIONS_PER_LEVEL alternations of the latent image and the kernel on one pyramid level."""
+def _estimate_on_level(grey: np.ndarray, kernel: np.ndarray, lam: float, lam_floor: float,
+                       settings: KernelEstimateSettings) -> tuple[np.ndarray, float]:
+    """settings.iterations_per_level alternations of the latent image and the kernel on one pyramid level."""
     size = kernel.shape[0]
-    for _ in range(ITERATIONS_PER_LEVEL):
+    for _ in range(settings.iterations_per_level):
         padded = edge_taper_pad(grey[..., None].astype(np.float32), kernel, size)[..., 0]
         latent = _l0_latent(padded, kernel, lam)
-        kernel = _clean_kernel(_kernel_least_squares(latent, padded, kernel))
-        lam = max(lam / LAMBDA_DECAY, lam_floor)
+        kernel = _clean_kernel(_kernel_least_squares(latent, padded, kernel, settings.kernel_tikhonov), settings)
+        lam = max(lam / settings.lambda_decay, lam_floor)
     return kernel, lam
 
 
@@ -521,28 +565,29 @@ def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
     return out
 
 
-def _refine_kernel(region: np.ndarray, kernel: np.ndarray, lam: float) -> np.ndarray:
+def _refine_kernel(region: np.ndarray, kernel: np.ndarray, lam: float, settings: KernelEstimateSettings) -> np.ndarray:
     """Final full-resolution pass: latent image with the kernel, then a support-restricted kernel solve.
 
     The L0 latent image at the final weight, then the kernel least squares over the kernel's
-    support grown by REFINE_DILATION px, by conjugate gradients; unknowns that come out negative
+    support grown by settings.refine_dilation px, by conjugate gradients; unknowns that come out negative
     are dropped from the support and the solve repeated (an active-set approximation of the
     non-negative least squares), and the result is cleaned and renormalised.
     """
     size = kernel.shape[0]
     padded = edge_taper_pad(region[..., None].astype(np.float32), kernel, size)[..., 0]
     latent = _l0_latent(padded, kernel, lam)
-    equations = _KernelNormalEquations(latent, padded, size, REFINE_TIKHONOV)
-    support = _dilate(kernel > 0, REFINE_DILATION)
+    equations = _KernelNormalEquations(latent, padded, size, settings.refine_tikhonov)
+    support = _dilate(kernel > 0, settings.refine_dilation)
     k = kernel
-    for _ in range(REFINE_ROUNDS):
+    for _ in range(settings.refine_rounds):
         k = equations.solve(k, REFINE_CG_ITERATIONS, mask=support)
         support &= k > 0
-    return _clean_kernel(k)
+    return _clean_kernel(k, settings)
 
 
 def estimate_kernel(image: np.ndarray, kernel_size: int = 31, *, crop: int = DEFAULT_CROP,
-                    noise_sigma: float | None = None) -> np.ndarray:
+                    noise_sigma: float | None = None,
+                    settings: KernelEstimateSettings = KernelEstimateSettings()) -> np.ndarray:
     """Blind kernel estimate: float64, odd kernel_size x kernel_size, non-negative, sum 1, centred.
 
     `image` is HxW or HxWxC (C = 1 or 3), float in [0, 1] (or uint8 / uint16), blurred by one
@@ -550,7 +595,8 @@ def estimate_kernel(image: np.ndarray, kernel_size: int = 31, *, crop: int = DEF
     `crop` x `crop` window with the most edge content. `noise_sigma` (0-255 scale; None estimates
     it) sets the floor of the L0 weight, so noise is not taken for edges. The centre of mass lies
     within half a pixel of the centre pixel ((kernel_size - 1) // 2). Raises KernelError (one
-    line) on a bad size, a non-finite image or one too small for the kernel.
+    line) on a bad size, a non-finite image or one too small for the kernel. `settings`: the
+    estimator's tuned constants (:class:`KernelEstimateSettings`; the defaults are the tuned ones).
     """
     if isinstance(kernel_size, bool) or not isinstance(kernel_size, (int, np.integer)) or kernel_size < 3 or kernel_size % 2 == 0:
         raise KernelError(f"estimate: kernel size must be an odd integer >= 3, got {kernel_size!r}")
@@ -558,12 +604,13 @@ def estimate_kernel(image: np.ndarray, kernel_size: int = 31, *, crop: int = DEF
         raise KernelError(f"estimate: crop must be an integer >= {MIN_IMAGE_TO_KERNEL * kernel_size} px for a {kernel_size} px kernel, got {crop!r}")
     if noise_sigma is not None and not (math.isfinite(noise_sigma) and noise_sigma >= 0):
         raise KernelError(f"estimate: noise sigma must be a finite number >= 0, got {noise_sigma}")
+    settings = settings.check()
     grey = _grey(image, MIN_IMAGE_TO_KERNEL * kernel_size, "estimate")
     region = _edge_richest_crop(grey, int(crop))
     if noise_sigma is None:
         noise_sigma = estimate_noise_sigma(region[..., None])
-    lam_floor = max(LAMBDA_MIN, NOISE_LAMBDA_FACTOR * (noise_sigma / 255.0) ** 2)
-    lam = LAMBDA_START
+    lam_floor = max(settings.lambda_min, settings.noise_lambda_factor * (noise_sigma / 255.0) ** 2)
+    lam = settings.lambda_start
     kernel = None
     for scale, side in _pyramid(kernel_size):
         shape = (max(int(round(region.shape[0] * scale)), 2 * side), max(int(round(region.shape[1] * scale)), 2 * side))
@@ -571,9 +618,9 @@ def estimate_kernel(image: np.ndarray, kernel_size: int = 31, *, crop: int = DEF
         if kernel is None:
             kernel = _delta(side)
         else:
-            kernel = _recentre(_clean_kernel(_resize(kernel, (side, side))))
-        kernel, lam = _estimate_on_level(level, kernel, lam, lam_floor)
-    kernel = _recentre(_clean_kernel(kernel))
-    if REFINE_ROUNDS:
-        kernel = _recentre(_refine_kernel(region, kernel, lam))
+            kernel = _recentre(_clean_kernel(_resize(kernel, (side, side)), settings))
+        kernel, lam = _estimate_on_level(level, kernel, lam, lam_floor, settings)
+    kernel = _recentre(_clean_kernel(kernel, settings))
+    if settings.refine_rounds:
+        kernel = _recentre(_refine_kernel(region, kernel, lam, settings))
     return kernel

@@ -10,11 +10,19 @@ kernel; PSNR on the interior (a kernel-size margin) after the best whole-pixel s
 +-SHIFT px (a blind estimate is centred by its centre of mass, the true kernels are not), for both;
 error ratio = MSE(estimated) / MSE(true) (Levin et al. 2009).
 GoPro: the two real pairs, Wiener with the estimated kernel vs the blurred input.
+
+Settings sweep: `--setting NAME=VALUE` (repeatable) changes one field of
+edge_runtime.kernel_estimation.KernelEstimateSettings; `--whole --all-pairs --tune` runs every
+kernel on every whole tuning photo with the runtime's crop, as `--kernel estimate` does, e.g.
+
+    python scripts/kernel_estimation_sweep.py --motion-cases 0 --tune --whole --all-pairs --images 16 \\
+        --kernel-sets levin09_npy --setting threshold=0.02
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -24,7 +32,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edge_runtime.classic import wiener_deconvolve  # noqa: E402
-from edge_runtime.kernel_estimation import estimate_kernel, estimate_linear_motion  # noqa: E402
+from edge_runtime.errors import KernelError  # noqa: E402
+from edge_runtime.kernel_estimation import DEFAULT_CROP, KernelEstimateSettings, estimate_kernel, estimate_linear_motion  # noqa: E402
 from edge_runtime.kernels import linear_motion_kernel  # noqa: E402
 from train.data import is_held_out, load_image  # noqa: E402
 from train.degradations import add_gaussian_noise, blur, quantize_8bit  # noqa: E402
@@ -48,10 +57,10 @@ def psnr_of(mse: float) -> float:
     return float(-10 * np.log10(max(mse, 1e-12)))
 
 
-def photos(data: Path, count: int, crop: int, tune: bool = False) -> list[tuple[str, np.ndarray]]:
-    """Centre crops: Set14 first, then held-out CBSD432 (the check); with `tune`, the CBSD432
-    photos that are NOT held out, in a fixed shuffled order (the set estimate_kernel's settings
-    were chosen on)."""
+def photos(data: Path, count: int, crop: int | None, tune: bool = False) -> list[tuple[str, np.ndarray]]:
+    """Centre crops (crop None: whole photos): Set14 first, then held-out CBSD432 (the check); with
+    `tune`, the CBSD432 photos that are NOT held out, in a fixed shuffled order (the set
+    estimate_kernel's settings were chosen on)."""
     if tune:
         paths = [p for p in sorted((data / "CBSD432").glob("*")) if not is_held_out(p)]
         paths = [paths[i] for i in np.random.default_rng(1).permutation(len(paths))]
@@ -62,10 +71,11 @@ def photos(data: Path, count: int, crop: int, tune: bool = False) -> list[tuple[
     for p in paths:
         img = load_image(p)
         h, w = img.shape[:2]
-        if min(h, w) < crop:
-            continue
-        y, x = (h - crop) // 2, (w - crop) // 2
-        out.append((p.stem, img[y : y + crop, x : x + crop]))
+        if crop is None:
+            out.append((p.stem, img))
+        elif min(h, w) >= crop:
+            y, x = (h - crop) // 2, (w - crop) // 2
+            out.append((p.stem, img[y : y + crop, x : x + crop]))
         if len(out) == count:
             break
     return out
@@ -89,17 +99,33 @@ def sweep_motion(images, cases: int, rng: np.random.Generator) -> None:
     print("\n".join(rows))
 
 
-def sweep_kernels(images, kernel_sets: list[str], kernel_size: int, crop: int, rng: np.random.Generator) -> None:
+def parse_setting(text: str) -> tuple[str, int | float]:
+    """NAME=VALUE for one KernelEstimateSettings field, VALUE converted to the field's type."""
+    name, sep, value = text.partition("=")
+    types = {f.name: type(f.default) for f in dataclasses.fields(KernelEstimateSettings)}
+    if not sep or name not in types:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE with NAME one of {', '.join(types)}, got {text!r}")
+    try:
+        return name, types[name](value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{name} needs a {types[name].__name__}, got {value!r}") from None
+
+
+def sweep_kernels(images, kernel_sets: list[str], kernel_size: int, crop: int, rng: np.random.Generator,
+                  settings: KernelEstimateSettings, all_pairs: bool = False) -> None:
     print(f"{'set':8s} {'image':12s} {'kernel':14s} {'blurred':>8s} {'true':>7s} {'est':>7s} {'ratio':>6s} {'s':>5s}")
     for kset in kernel_sets:
         kernels = [(p.stem, np.load(p).astype(np.float64)) for p in sorted((DATA / "blur_kernels" / kset).glob("*.npy"))]
         res = []
-        for j, (kname, k) in enumerate(kernels):
-            name, img = images[j % len(images)]
+        if all_pairs:  # every kernel on every photo, photo by photo
+            cases = [(img, kern) for img in images for kern in kernels]
+        else:  # one photo per kernel, in turn
+            cases = [(images[j % len(images)], kern) for j, kern in enumerate(kernels)]
+        for (name, img), (kname, k) in cases:
             k = k / k.sum()
             blurred = quantize_8bit(add_gaussian_noise(blur(img, k.astype(np.float32)), SIGMA, rng))
             t0 = time.perf_counter()
-            est = estimate_kernel(blurred, kernel_size, crop=crop, noise_sigma=SIGMA)
+            est = estimate_kernel(blurred, kernel_size, crop=crop, noise_sigma=SIGMA, settings=settings)
             secs = time.perf_counter() - t0
             margin = max(k.shape) + SHIFT
             mse_b = aligned_mse(blurred, img, margin, SHIFT)
@@ -109,7 +135,7 @@ def sweep_kernels(images, kernel_sets: list[str], kernel_size: int, crop: int, r
             print(f"{kset[:8]:8s} {name[:12]:12s} {kname[:14]:14s} {res[-1][0]:8.2f} {res[-1][1]:7.2f} {res[-1][2]:7.2f} "
                   f"{res[-1][3]:6.2f} {secs:5.1f}", flush=True)
         r = np.array(res)
-        print(f"{kset}: mean PSNR blurred {r[:, 0].mean():.2f} | Wiener true kernel {r[:, 1].mean():.2f} | "
+        print(f"{kset}: {len(res)} cases; mean PSNR blurred {r[:, 0].mean():.2f} | Wiener true kernel {r[:, 1].mean():.2f} | "
               f"Wiener estimated {r[:, 2].mean():.2f} dB; error ratio median {np.median(r[:, 3]):.2f}, "
               f"<= 3 on {100 * np.mean(r[:, 3] <= 3):.0f}%; {r[:, 4].mean():.1f} s per estimate")
 
@@ -138,15 +164,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gopro", action="store_true", help="also the two real GoPro pairs")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tune", action="store_true", help="non-held-out CBSD432 photos instead (for choosing settings)")
+    ap.add_argument("--whole", action="store_true",
+                    help=f"whole photos, and estimate_kernel's default crop ({DEFAULT_CROP}) instead of --crop")
+    ap.add_argument("--all-pairs", action="store_true", help="every kernel on every photo (default: one photo per kernel)")
+    ap.add_argument("--setting", type=parse_setting, action="append", default=[], metavar="NAME=VALUE",
+                    help="change one KernelEstimateSettings field (repeatable), e.g. threshold=0.02")
     args = ap.parse_args(argv)
     DATA = args.data or DATA
     rng = np.random.default_rng(args.seed)
-    images = photos(DATA, args.images, args.crop, args.tune)
+    try:
+        settings = dataclasses.replace(KernelEstimateSettings(), **dict(args.setting)).check()
+    except KernelError as exc:
+        ap.error(str(exc))
+    if args.setting:
+        print("settings:", ", ".join(f"{k}={v}" for k, v in args.setting))
+    images = photos(DATA, args.images, None if args.whole else args.crop, args.tune)
+    est_crop = DEFAULT_CROP if args.whole else args.crop
     if args.motion_cases:
         sweep_motion(images, args.motion_cases, rng)
     sets = [s for s in args.kernel_sets.split(",") if s]
     if sets:
-        sweep_kernels(images, sets, args.kernel_size, args.crop, rng)
+        sweep_kernels(images, sets, args.kernel_size, est_crop, rng, settings, args.all_pairs)
     if args.gopro:
         sweep_gopro(args.kernel_size, 384)
     return 0

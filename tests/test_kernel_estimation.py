@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+
 import numpy as np
 import pytest
 
 from edge_runtime.classic import wiener_deconvolve
 from edge_runtime.errors import KernelError
-from edge_runtime.kernel_estimation import estimate_kernel, estimate_linear_motion
+from edge_runtime.kernel_estimation import KernelEstimateSettings, estimate_kernel, estimate_linear_motion
 from edge_runtime.kernels import linear_motion_kernel
+from script_module import load_script
 from train.degradations import add_gaussian_noise, blur, quantize_8bit
 
 skdata = pytest.importorskip("skimage.data")
@@ -68,6 +72,38 @@ def test_bad_images_raise_one_line_kernel_error(bad):
 def test_bad_parameters_raise_kernel_error(kwargs):
     with pytest.raises(KernelError):
         estimate_kernel(np.zeros((128, 128), np.float32), **{"kernel_size": 15, **kwargs})
+
+
+@pytest.mark.parametrize("change", [{"threshold": 1.0}, {"min_component": -0.1}, {"lambda_decay": 0.5},
+                                    {"iterations_per_level": 0}, {"refine_rounds": 1.5}, {"lambda_start": float("nan")},
+                                    {"kernel_tikhonov": -1.0}])
+def test_bad_settings_raise_one_line_kernel_error(change):
+    settings = dataclasses.replace(KernelEstimateSettings(), **change)
+    with pytest.raises(KernelError) as info:
+        estimate_kernel(np.zeros((128, 128), np.float32), 15, settings=settings)
+    assert next(iter(change)) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_settings_reach_the_estimate():
+    """The defaults are what estimate_kernel uses without settings; a changed field changes the
+    kernel (a lower threshold keeps more, fainter kernel pixels)."""
+    blurred = _degrade(_photo(192), linear_motion_kernel(9, 30))
+    default = estimate_kernel(blurred, 15, crop=192, noise_sigma=SIGMA)
+    np.testing.assert_array_equal(default, estimate_kernel(blurred, 15, crop=192, noise_sigma=SIGMA,
+                                                           settings=KernelEstimateSettings()))
+    loose = estimate_kernel(blurred, 15, crop=192, noise_sigma=SIGMA,
+                            settings=KernelEstimateSettings(threshold=0.0, min_component=0.0, refine_rounds=0))
+    assert np.count_nonzero(loose) > np.count_nonzero(default)
+
+
+def test_sweep_script_parses_settings():
+    sweep = load_script("kernel_estimation_sweep")
+    assert sweep.parse_setting("threshold=0.02") == ("threshold", 0.02)
+    name, value = sweep.parse_setting("refine_rounds=2")
+    assert (name, value, type(value)) == ("refine_rounds", 2, int)
+    for bad in ("threshold", "nosuch=1", "refine_rounds=two"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            sweep.parse_setting(bad)
 
 
 def test_kernel_normal_equations_match_the_dense_solve():
