@@ -31,7 +31,7 @@ import numpy as np
 
 from .classic import _as_kernel, _fast_len, _from_float, _otf, _to_float, estimate_noise_sigma, taper_weight
 from .errors import KernelError, UsageError
-from .kernel_estimation import DEFAULT_CROP, estimate_kernel, estimate_linear_motion
+from .kernel_estimation import DEFAULT_CROP, KernelEstimateSettings, estimate_kernel, estimate_linear_motion
 
 #: Default HQS iterations (denoiser passes); chosen by the sweep in docs/deblur.md.
 DEFAULT_ITERATIONS = 4
@@ -53,11 +53,13 @@ class BlindSettings:
     """How a blind `estimate` kernel is found and trusted (docs/deblur.md: chosen on a tuning set).
 
     crop: side of the grey crop the kernel is estimated on (the most detailed window);
-    sigma_floor: the least noise level (0-255) the schedule assumes with an estimated kernel.
+    sigma_floor: the least noise level (0-255) the schedule assumes with an estimated kernel;
+    estimator: the kernel estimator's tuned constants (kernel_estimation.KernelEstimateSettings).
     """
 
     crop: int = DEFAULT_CROP
     sigma_floor: float = BLIND_SIGMA_FLOOR
+    estimator: KernelEstimateSettings = KernelEstimateSettings()
 
 
 @dataclass(frozen=True)
@@ -339,10 +341,12 @@ class DeblurInfo:
                 "schedule": self.schedule.describe(self.schedule_sigma)}
 
 
-def resolve_kernel(kernel, color: np.ndarray, crop: int = DEFAULT_CROP) -> tuple[np.ndarray, dict]:
+def resolve_kernel(kernel, color: np.ndarray, crop: int = DEFAULT_CROP,
+                   estimator: KernelEstimateSettings = KernelEstimateSettings()) -> tuple[np.ndarray, dict]:
     """The kernel for one image from an array, a .npy/.png path or a `--kernel` spec string
     (blind specs are estimated from `color`, HxWxC uint8 / uint16 / float in [0, 1]; `estimate`
-    on its most detailed `crop` x `crop` window); with a record of its source."""
+    on its most detailed `crop` x `crop` window with the `estimator` settings); with a record of
+    its source."""
     from .kernels import KernelSpec, kernel_from_spec, linear_motion_kernel, parse_kernel_spec
 
     if isinstance(kernel, np.ndarray):
@@ -351,7 +355,7 @@ def resolve_kernel(kernel, color: np.ndarray, crop: int = DEFAULT_CROP) -> tuple
         return check_kernel(kernel), {"source": "array"}
     spec = kernel if isinstance(kernel, KernelSpec) else parse_kernel_spec(str(kernel))
     if spec.source == "estimate":
-        return estimate_kernel(_to_float(color), crop=crop), {**spec.describe(), "crop": crop}
+        return estimate_kernel(_to_float(color), crop=crop, settings=estimator), {**spec.describe(), "crop": crop}
     if spec.source == "motion-estimate":
         length, angle = estimate_linear_motion(_to_float(color))
         return linear_motion_kernel(length, angle), {**spec.describe(), "length": round(length, 3),
@@ -374,7 +378,7 @@ def deblur_with_info(
     schedule = (schedule or PnPSchedule(iterations=iterations)).check()
     arr = np.asarray(image)
     color, alpha, squeeze = _split(arr)
-    k, source = resolve_kernel(kernel, color, blind.crop)
+    k, source = resolve_kernel(kernel, color, blind.crop, blind.estimator)
     estimated = noise_sigma is None
     sigma = estimate_noise_sigma(color) if estimated else float(noise_sigma)
     # the 8-bit rounding adds its own noise (1/sqrt(12) on the 0-255 scale) to what the sensor left

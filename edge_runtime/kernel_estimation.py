@@ -37,7 +37,7 @@ sum 1, and the motion angle is counter-clockwise from +x with image rows growing
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -83,6 +83,12 @@ HQS_BETA_MAX = 1e5
 #: active-set round of the final refinement.
 CG_ITERATIONS = 30
 REFINE_CG_ITERATIONS = 50
+#: Overlap of the consensus quadrants past the crop's middle, in kernel sizes: each quadrant sees
+#: whole blurred edges on both sides of its cut. Below QUADRANT_MIN_SIDE px a quadrant holds too
+#: few edges for an estimate worth a vote (the 143 px quadrants of a 256 px photo in
+#: tests/test_kernel_estimation.py voted a good full-crop estimate out), so smaller crops skip it.
+QUADRANT_OVERLAP = 1
+QUADRANT_MIN_SIDE = 160
 
 
 @dataclass(frozen=True)
@@ -110,6 +116,11 @@ class KernelEstimateSettings:
     refine_dilation, refine_rounds, refine_tikhonov: the final full-resolution refinement grows the
       support by refine_dilation px and runs refine_rounds active-set rounds (0 skips it) with this
       Tikhonov weight (as kernel_tikhonov).
+    consensus: also estimate on the crop's four overlapping quadrants and return the medoid of the
+      five estimates (the one closest, up to a translation, to the others). A failed estimate
+      takes the shape of the crop's texture, which differs from quadrant to quadrant, while the
+      blur is the same in all of them. About twice the time; off, as it was not better on the
+      tuning set (docs/deblur.md).
     """
 
     iterations_per_level: int = 5
@@ -123,11 +134,36 @@ class KernelEstimateSettings:
     refine_dilation: int = 1
     refine_rounds: int = 3
     refine_tikhonov: float = 2.0
+    consensus: bool = False
+
+    def with_overrides(self, texts: list[str]) -> "KernelEstimateSettings":
+        """A copy with NAME=VALUE texts applied (VALUE in the field's type; booleans as
+        true/false/1/0), checked; KernelError (one line) on an unknown name or a bad value."""
+        kinds = {f.name: type(f.default) for f in fields(self)}
+        changes: dict[str, bool | int | float] = {}
+        for text in texts:
+            name, sep, value = text.partition("=")
+            if not sep or name not in kinds:
+                raise KernelError(f"estimate: expected a setting NAME=VALUE with NAME one of {', '.join(kinds)}, got {text!r}")
+            try:
+                if kinds[name] is bool:
+                    if value.lower() not in ("true", "false", "1", "0"):
+                        raise ValueError
+                    changes[name] = value.lower() in ("true", "1")
+                else:
+                    changes[name] = kinds[name](value)
+            except ValueError:
+                raise KernelError(f"estimate: setting {name} needs a {kinds[name].__name__}, got {value!r}") from None
+        return replace(self, **changes).check()
 
     def check(self) -> "KernelEstimateSettings":
         """Self, or KernelError (one line) naming the first field out of range."""
+        if not isinstance(self.consensus, (bool, np.bool_)):
+            raise KernelError(f"estimate: setting consensus must be True or False, got {self.consensus!r}")
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.name == "consensus":
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise KernelError(f"estimate: setting {f.name} must be a finite number, got {value!r}")
         positive = ("iterations_per_level", "lambda_start", "lambda_min")
@@ -609,6 +645,42 @@ def estimate_kernel(image: np.ndarray, kernel_size: int = 31, *, crop: int = DEF
     region = _edge_richest_crop(grey, int(crop))
     if noise_sigma is None:
         noise_sigma = estimate_noise_sigma(region[..., None])
+    quadrants = _quadrants(region, kernel_size) if settings.consensus else []
+    if not quadrants:
+        return _estimate_on_region(region, kernel_size, noise_sigma, settings)
+    estimates = [_estimate_on_region(r, kernel_size, noise_sigma, settings) for r in [region, *quadrants]]
+    return estimates[_medoid(estimates)]
+
+
+def _quadrants(region: np.ndarray, kernel_size: int) -> list[np.ndarray]:
+    """The four corner windows of `region`, each half its size plus QUADRANT_OVERLAP kernel sizes;
+    none when they would be smaller than QUADRANT_MIN_SIDE or than an estimate needs
+    (MIN_IMAGE_TO_KERNEL kernel sizes), or no smaller than the region."""
+    h, w = region.shape
+    qh = min(h, h // 2 + QUADRANT_OVERLAP * kernel_size)
+    qw = min(w, w // 2 + QUADRANT_OVERLAP * kernel_size)
+    if min(qh, qw) < max(QUADRANT_MIN_SIDE, MIN_IMAGE_TO_KERNEL * kernel_size) or (qh, qw) == (h, w):
+        return []
+    return [region[y : y + qh, x : x + qw] for y in (0, h - qh) for x in (0, w - qw)]
+
+
+def _kernel_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """1 - the largest normalised cross-correlation of two kernels over all translations (0: the
+    same kernel up to a shift; blind estimates are only defined up to one)."""
+    n = a.shape[0] + b.shape[0]
+    corr = np.fft.irfft2(np.fft.rfft2(a, s=(n, n)) * np.conj(np.fft.rfft2(b, s=(n, n))), s=(n, n))
+    return 1.0 - float(corr.max()) / math.sqrt(float((a * a).sum() * (b * b).sum()))
+
+
+def _medoid(kernels: list[np.ndarray]) -> int:
+    """Index of the kernel with the smallest summed distance to the others (the first on ties)."""
+    dist = np.array([[_kernel_distance(a, b) for b in kernels] for a in kernels])
+    return int(np.argmin(dist.sum(axis=1)))
+
+
+def _estimate_on_region(region: np.ndarray, kernel_size: int, noise_sigma: float,
+                        settings: KernelEstimateSettings) -> np.ndarray:
+    """The coarse-to-fine estimate on one grey region (see the module docstring)."""
     lam_floor = max(settings.lambda_min, settings.noise_lambda_factor * (noise_sigma / 255.0) ** 2)
     lam = settings.lambda_start
     kernel = None

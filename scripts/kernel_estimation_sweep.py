@@ -22,7 +22,6 @@ kernel on every whole tuning photo with the runtime's crop, as `--kernel estimat
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -99,18 +98,6 @@ def sweep_motion(images, cases: int, rng: np.random.Generator) -> None:
     print("\n".join(rows))
 
 
-def parse_setting(text: str) -> tuple[str, int | float]:
-    """NAME=VALUE for one KernelEstimateSettings field, VALUE converted to the field's type."""
-    name, sep, value = text.partition("=")
-    types = {f.name: type(f.default) for f in dataclasses.fields(KernelEstimateSettings)}
-    if not sep or name not in types:
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE with NAME one of {', '.join(types)}, got {text!r}")
-    try:
-        return name, types[name](value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{name} needs a {types[name].__name__}, got {value!r}") from None
-
-
 def sweep_kernels(images, kernel_sets: list[str], kernel_size: int, crop: int, rng: np.random.Generator,
                   settings: KernelEstimateSettings, all_pairs: bool = False) -> None:
     print(f"{'set':8s} {'image':12s} {'kernel':14s} {'blurred':>8s} {'true':>7s} {'est':>7s} {'ratio':>6s} {'s':>5s}")
@@ -167,17 +154,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--whole", action="store_true",
                     help=f"whole photos, and estimate_kernel's default crop ({DEFAULT_CROP}) instead of --crop")
     ap.add_argument("--all-pairs", action="store_true", help="every kernel on every photo (default: one photo per kernel)")
-    ap.add_argument("--setting", type=parse_setting, action="append", default=[], metavar="NAME=VALUE",
+    ap.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
                     help="change one KernelEstimateSettings field (repeatable), e.g. threshold=0.02")
     args = ap.parse_args(argv)
     DATA = args.data or DATA
     rng = np.random.default_rng(args.seed)
     try:
-        settings = dataclasses.replace(KernelEstimateSettings(), **dict(args.setting)).check()
+        settings = KernelEstimateSettings().with_overrides(args.setting)
     except KernelError as exc:
         ap.error(str(exc))
     if args.setting:
-        print("settings:", ", ".join(f"{k}={v}" for k, v in args.setting))
+        print("settings:", ", ".join(args.setting))
     images = photos(DATA, args.images, None if args.whole else args.crop, args.tune)
     est_crop = DEFAULT_CROP if args.whole else args.crop
     if args.motion_cases:

@@ -422,6 +422,8 @@ def test_html_escapes_and_formats():
 
 
 def test_blind_settings_reach_the_pnp_est_rows_and_are_recorded(clean_dir, tmp_path, capsys):
+    from dataclasses import asdict
+
     from edge_runtime.deblur import BlindSettings
     from edge_runtime.kernels import linear_motion_kernel
 
@@ -429,21 +431,27 @@ def test_blind_settings_reach_the_pnp_est_rows_and_are_recorded(clean_dir, tmp_p
     kdir.mkdir()
     np.save(kdir / "m9.npy", linear_motion_kernel(9, 0))
     runs = {}
-    for name, extra in (("default", []), ("no-floor", ["--blind-sigma-floor", "0", "--blind-crop", "64"])):
+    for name, extra in (("default", []), ("no-floor", ["--blind-sigma-floor", "0", "--blind-crop", "64"]),
+                        ("loose", ["--blind-setting", "threshold=0.01", "--blind-setting", "min_component=0"])):
         out = tmp_path / name
         assert ev.main(["--clean", str(clean_dir), "--degradation", f"motion:{kdir}", "--methods", "identity,pnp-est",
                         "--out", str(out), "--no-progress", *extra]) == 0
         runs[name] = json.loads((out / "results.json").read_text())
-    assert runs["default"]["config"]["blind"] == {"crop": BlindSettings().crop, "sigma_floor": BlindSettings().sigma_floor}
-    assert runs["no-floor"]["config"]["blind"] == {"crop": 64, "sigma_floor": 0.0}
+    default = asdict(BlindSettings())
+    assert runs["default"]["config"]["blind"] == default
+    assert runs["no-floor"]["config"]["blind"] == {**default, "crop": 64, "sigma_floor": 0.0}
+    assert runs["loose"]["config"]["blind"]["estimator"] == {**default["estimator"], "threshold": 0.01, "min_component": 0.0}
     scores = [r["degradations"][f"motion:{kdir}"]["mean"] for r in runs.values()]
     est = [next(v["psnr"] for k, v in s.items() if k.startswith("pnp-est")) for s in scores]
     assert est[0] != est[1]  # 1% noise is below the default floor: the schedule differs
+    assert est[0] != est[2]  # the estimator's settings reach the estimate
     base = ["--clean", str(clean_dir), "--degradation", f"motion:{kdir}", "--out", str(tmp_path / "bad"), "--no-progress"]
     assert ev.main(base + ["--blind-crop", "10"]) == 1
     assert "--blind-crop must be at least 64" in capsys.readouterr().err
     assert ev.main(base + ["--blind-sigma-floor", "-1"]) == 1
     assert "--blind-sigma-floor" in capsys.readouterr().err
+    assert ev.main(base + ["--blind-setting", "threshold=2"]) == 1
+    assert "--blind-setting: estimate: setting threshold must be in [0, 1)" in capsys.readouterr().err
 
 
 def test_strength_and_ensemble_rows_run_the_model_variants(clean_dir, tmp_path, capsys):

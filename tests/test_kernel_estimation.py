@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 
 import numpy as np
@@ -12,7 +11,6 @@ from edge_runtime.classic import wiener_deconvolve
 from edge_runtime.errors import KernelError
 from edge_runtime.kernel_estimation import KernelEstimateSettings, estimate_kernel, estimate_linear_motion
 from edge_runtime.kernels import linear_motion_kernel
-from script_module import load_script
 from train.degradations import add_gaussian_noise, blur, quantize_8bit
 
 skdata = pytest.importorskip("skimage.data")
@@ -96,14 +94,42 @@ def test_settings_reach_the_estimate():
     assert np.count_nonzero(loose) > np.count_nonzero(default)
 
 
-def test_sweep_script_parses_settings():
-    sweep = load_script("kernel_estimation_sweep")
-    assert sweep.parse_setting("threshold=0.02") == ("threshold", 0.02)
-    name, value = sweep.parse_setting("refine_rounds=2")
-    assert (name, value, type(value)) == ("refine_rounds", 2, int)
-    for bad in ("threshold", "nosuch=1", "refine_rounds=two"):
-        with pytest.raises(argparse.ArgumentTypeError):
-            sweep.parse_setting(bad)
+def test_kernel_distance_ignores_translation_and_medoid_outvotes_an_outlier():
+    from edge_runtime.kernel_estimation import _kernel_distance, _medoid
+
+    line = linear_motion_kernel(9, 0)  # 9x9 with one horizontal row
+    shifted = np.roll(line, 2, axis=0)
+    assert _kernel_distance(line, shifted) < 1e-9
+    assert _kernel_distance(line, linear_motion_kernel(9, 90)) > 0.5
+    texture = np.random.default_rng(0).random((9, 9))
+    texture /= texture.sum()
+    # a failed full-crop estimate (texture) against four quadrant estimates of the same line blur
+    candidates = [texture, line, shifted, np.roll(line, -1, axis=1), linear_motion_kernel(8.5, 2)]
+    assert _medoid(candidates) in (1, 2, 3)
+
+
+def test_consensus_needs_quadrants_big_enough():
+    from edge_runtime.kernel_estimation import QUADRANT_MIN_SIDE, _quadrants
+
+    big = np.zeros((512, 400))
+    quads = _quadrants(big, 31)
+    assert [q.shape for q in quads] == [(287, 231)] * 4
+    assert not _quadrants(np.zeros((2 * (QUADRANT_MIN_SIDE - 31) - 2, 512)), 31)  # too small: one estimate
+    blurred = _degrade(_photo(256), linear_motion_kernel(13, 45))
+    on = estimate_kernel(blurred, 15, crop=256, noise_sigma=SIGMA)
+    off = estimate_kernel(blurred, 15, crop=256, noise_sigma=SIGMA, settings=KernelEstimateSettings(consensus=False))
+    np.testing.assert_array_equal(on, off)  # 143 px quadrants: consensus skipped
+
+
+def test_settings_from_name_value_texts():
+    base = KernelEstimateSettings()
+    got = base.with_overrides(["threshold=0.02", "refine_rounds=2", "consensus=true"])
+    assert (got.threshold, got.refine_rounds, got.consensus) == (0.02, 2, True)
+    assert type(got.refine_rounds) is int and base.with_overrides(["consensus=0"]).consensus is False
+    for bad in ("threshold", "nosuch=1", "refine_rounds=two", "consensus=maybe", "threshold=1.5"):
+        with pytest.raises(KernelError) as info:
+            base.with_overrides([bad])
+        assert "\n" not in str(info.value)
 
 
 def test_kernel_normal_equations_match_the_dense_solve():

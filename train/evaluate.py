@@ -745,6 +745,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--blind-sigma-floor", type=float, default=None, metavar="S",
                    help="pnp-est: least noise level (0-255) the schedule assumes with an estimated kernel "
                         "(default: the runtime's; 0 turns the floor off)")
+    p.add_argument("--blind-setting", action="append", default=[], metavar="NAME=VALUE",
+                   help="pnp-est: change one setting of the kernel estimator (repeatable; "
+                        "edge_runtime.kernel_estimation.KernelEstimateSettings), e.g. threshold=0.02")
     p.add_argument("--seed", type=int, default=0, help="seed of the degradations (default %(default)s)")
     p.add_argument("--max-images", type=int, default=None, metavar="N", help="use only the first N images (sorted by path)")
     p.add_argument("--held-out", action="store_true",
@@ -815,7 +818,8 @@ def resolve_models(specs: list[str]) -> list[str]:
 
 
 def blind_settings(args: argparse.Namespace) -> BlindSettings:
-    """edge_runtime.deblur.BlindSettings from --blind-crop / --blind-sigma-floor (EvalError if out of range)."""
+    """edge_runtime.deblur.BlindSettings from --blind-crop / --blind-sigma-floor / --blind-setting
+    (EvalError if out of range)."""
     from edge_runtime.deblur import BlindSettings
 
     blind = BlindSettings()
@@ -827,6 +831,13 @@ def blind_settings(args: argparse.Namespace) -> BlindSettings:
         if not (math.isfinite(args.blind_sigma_floor) and args.blind_sigma_floor >= 0):
             raise EvalError(f"--blind-sigma-floor must be a number >= 0, got {args.blind_sigma_floor}")
         blind = replace(blind, sigma_floor=args.blind_sigma_floor)
+    if args.blind_setting:
+        from edge_runtime.errors import KernelError
+
+        try:
+            blind = replace(blind, estimator=blind.estimator.with_overrides(args.blind_setting))
+        except KernelError as exc:
+            raise EvalError(f"--blind-setting: {exc}") from None
     return blind
 
 
