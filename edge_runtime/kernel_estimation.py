@@ -105,10 +105,9 @@ class KernelEstimateSettings:
       are not kept as edges. Sweep with kernel_tikhonov 2: 5 / 10 / 20 / 40 -> error ratio <= 3 on
       82 / 82 / 93 / 89% of the crops; lambda_start 2e-3 / 8e-3 -> 75 / 89%.
     kernel_tikhonov: weight on |k|^2 in the kernel least squares, per 10^4 gradient pixels (so it
-      scales with the crop at every level); Pan et al. use 2 for whole images. Sweep (28 non-held-out
-      CBSD432 crops, Levin + 12 kernels,
-      noise_lambda_factor 20): 2 -> mean 25.24 dB, worst error ratio 19.9; 4 -> 25.23, 14.3;
-      8 -> 25.44, 6.3 (Wiener with the true kernels 27.43).
+      scales with the crop at every level); Pan et al. use 2 for whole images. Sweep (28
+      non-held-out CBSD432 crops, Levin + 12 kernels, noise_lambda_factor 20): 2 -> mean 25.24 dB,
+      worst error ratio 19.9; 4 -> 25.23, 14.3; 8 -> 25.44, 6.3 (Wiener with the true kernels 27.43).
     threshold: kernel values below this fraction of the maximum are zeroed after each solve
       (Pan et al.: 0.05).
     min_component: 8-connected kernel components holding less than this share of the mass are
