@@ -157,14 +157,15 @@ class KernelEstimateSettings:
 
     def check(self) -> "KernelEstimateSettings":
         """Self, or KernelError (one line) naming the first field out of range."""
-        if not isinstance(self.consensus, (bool, np.bool_)):
-            raise KernelError(f"estimate: setting consensus must be True or False, got {self.consensus!r}")
         for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name == "consensus":
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            value, kind = getattr(self, f.name), type(f.default)
+            if kind is bool:
+                if not isinstance(value, (bool, np.bool_)):
+                    raise KernelError(f"estimate: setting {f.name} must be True or False, got {value!r}")
+            elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise KernelError(f"estimate: setting {f.name} must be a finite number, got {value!r}")
+            elif kind is int and not isinstance(value, (int, np.integer)):
+                raise KernelError(f"estimate: setting {f.name} must be an integer, got {value!r}")
         positive = ("iterations_per_level", "lambda_start", "lambda_min")
         at_least_zero = ("noise_lambda_factor", "kernel_tikhonov", "refine_dilation", "refine_rounds", "refine_tikhonov")
         for name in positive:
@@ -178,9 +179,6 @@ class KernelEstimateSettings:
         for name in ("threshold", "min_component"):
             if not 0 <= getattr(self, name) < 1:
                 raise KernelError(f"estimate: setting {name} must be in [0, 1), got {getattr(self, name)}")
-        for name in ("iterations_per_level", "refine_dilation", "refine_rounds"):
-            if not isinstance(getattr(self, name), (int, np.integer)):
-                raise KernelError(f"estimate: setting {name} must be an integer, got {getattr(self, name)!r}")
         return self
 
 
