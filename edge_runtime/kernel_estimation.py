@@ -37,14 +37,18 @@ sum 1, and the motion angle is counter-clockwise from +x with image rows growing
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
 from .classic import edge_taper_pad, estimate_noise_sigma
 from .errors import KernelError
+from .kernel_likelihood import kernel_costs
 
-__all__ = ["estimate_linear_motion", "estimate_kernel", "KernelEstimateSettings"]
+__all__ = ["estimate_linear_motion", "estimate_kernel", "estimate_kernel_candidates", "KernelCandidates",
+           "KernelEstimateSettings"]
 
 #: Side of the grey crop the linear-motion fit reads: large enough that the spectrum resolves the
 #: sinc zeros of a 63 px blur (several bins apart), small enough to cost ~0.1 s.
@@ -120,6 +124,12 @@ class KernelEstimateSettings:
       takes the shape of the crop's texture, which differs from quadrant to quadrant, while the
       blur is the same in all of them. About twice the time; off, as it was not better on the
       tuning set (docs/deblur.md).
+    candidates: also estimate with threshold `candidate_threshold`, and with a support of
+      `candidate_size_ratio` x the kernel size (rounded to odd, >= 3), and return whichever of
+      the (up to) three kernels the blurred crop's Gaussian marginal likelihood prefers
+      (:mod:`edge_runtime.kernel_likelihood`). Each run fails on different photos: the low
+      threshold keeps a long path's faint tail, the small support resists texture. About 2.5 times
+      the time of one run.
     """
 
     iterations_per_level: int = 5
@@ -134,6 +144,9 @@ class KernelEstimateSettings:
     refine_rounds: int = 3
     refine_tikhonov: float = 2.0
     consensus: bool = False
+    candidates: bool = True
+    candidate_threshold: float = 0.02
+    candidate_size_ratio: float = 0.68
 
     def with_overrides(self, texts: list[str]) -> "KernelEstimateSettings":
         """A copy with NAME=VALUE texts applied (VALUE in the field's type; booleans as
@@ -176,7 +189,9 @@ class KernelEstimateSettings:
                 raise KernelError(f"estimate: setting {name} must be >= 0, got {getattr(self, name)}")
         if self.lambda_decay < 1:
             raise KernelError(f"estimate: setting lambda_decay must be >= 1, got {self.lambda_decay}")
-        for name in ("threshold", "min_component"):
+        if not 0 < self.candidate_size_ratio <= 1:
+            raise KernelError(f"estimate: setting candidate_size_ratio must be in (0, 1], got {self.candidate_size_ratio}")
+        for name in ("threshold", "min_component", "candidate_threshold"):
             if not 0 <= getattr(self, name) < 1:
                 raise KernelError(f"estimate: setting {name} must be in [0, 1), got {getattr(self, name)}")
         return self
@@ -618,6 +633,23 @@ def _refine_kernel(region: np.ndarray, kernel: np.ndarray, lam: float, settings:
     return _clean_kernel(k, settings)
 
 
+@dataclass(frozen=True)
+class KernelCandidates:
+    """Every run of one blind estimate (see KernelEstimateSettings.candidates): each run's kernel
+    (kernel_size x kernel_size), a label saying how it was run, its marginal cost on the crop
+    (lower fits better; empty with one run) and the index of the one :func:`estimate_kernel`
+    returns."""
+
+    kernels: tuple[np.ndarray, ...]
+    labels: tuple[str, ...]
+    costs: tuple[float, ...]
+    chosen: int
+
+    @property
+    def kernel(self) -> np.ndarray:
+        return self.kernels[self.chosen]
+
+
 def estimate_kernel(image: np.ndarray, kernel_size: int = 31, *, crop: int = DEFAULT_CROP,
                     noise_sigma: float | None = None,
                     settings: KernelEstimateSettings = KernelEstimateSettings()) -> np.ndarray:
@@ -631,6 +663,13 @@ def estimate_kernel(image: np.ndarray, kernel_size: int = 31, *, crop: int = DEF
     line) on a bad size, a non-finite image or one too small for the kernel. `settings`: the
     estimator's tuned constants (:class:`KernelEstimateSettings`; the defaults are the tuned ones).
     """
+    return estimate_kernel_candidates(image, kernel_size, crop=crop, noise_sigma=noise_sigma, settings=settings).kernel
+
+
+def estimate_kernel_candidates(image: np.ndarray, kernel_size: int = 31, *, crop: int = DEFAULT_CROP,
+                               noise_sigma: float | None = None,
+                               settings: KernelEstimateSettings = KernelEstimateSettings()) -> KernelCandidates:
+    """:func:`estimate_kernel` with every run it made and how it chose (for sweeps and reports)."""
     if isinstance(kernel_size, bool) or not isinstance(kernel_size, (int, np.integer)) or kernel_size < 3 or kernel_size % 2 == 0:
         raise KernelError(f"estimate: kernel size must be an odd integer >= 3, got {kernel_size!r}")
     if not isinstance(crop, (int, np.integer)) or crop < MIN_IMAGE_TO_KERNEL * kernel_size:
@@ -642,6 +681,40 @@ def estimate_kernel(image: np.ndarray, kernel_size: int = 31, *, crop: int = DEF
     region = _edge_richest_crop(grey, int(crop))
     if noise_sigma is None:
         noise_sigma = estimate_noise_sigma(region[..., None])
+    runs = _candidate_runs(kernel_size, settings)
+    labels = tuple(f"support {size} px, threshold {run.threshold:g}" for size, run in runs)
+    if len(runs) == 1:
+        return KernelCandidates((_estimate_with_consensus(region, kernel_size, noise_sigma, settings),), labels, (), 0)
+    # the runs side by side: numpy's FFTs and large array operations release the GIL, so three
+    # runs took 8.7 s on 2 cores against 12.7 s one after another (same kernels, bit for bit)
+    with ThreadPoolExecutor(min(len(runs), os.cpu_count() or 1)) as pool:
+        estimates = tuple(pool.map(lambda run: _embed(_estimate_with_consensus(region, run[0], noise_sigma, run[1]), kernel_size), runs))
+    costs = tuple(kernel_costs(region, list(estimates), noise_sigma))
+    return KernelCandidates(estimates, labels, costs, int(np.argmin(costs)))
+
+
+def _candidate_runs(kernel_size: int, settings: KernelEstimateSettings) -> list[tuple[int, KernelEstimateSettings]]:
+    """(kernel size, settings) of each run: the settings as given, then with settings.candidates
+    the low-threshold and the small-support runs (those that differ from the first)."""
+    runs = [(kernel_size, settings)]
+    if settings.candidates:
+        small = max(3, int(round(settings.candidate_size_ratio * kernel_size)) | 1)
+        for run in ((kernel_size, replace(settings, threshold=settings.candidate_threshold)), (small, settings)):
+            if run not in runs:
+                runs.append(run)
+    return runs
+
+
+def _embed(kernel: np.ndarray, size: int) -> np.ndarray:
+    """A centred odd kernel placed in the centre of a size x size frame (size >= its side)."""
+    pad = (size - kernel.shape[0]) // 2
+    return np.pad(kernel, pad) if pad else kernel
+
+
+def _estimate_with_consensus(region: np.ndarray, kernel_size: int, noise_sigma: float,
+                             settings: KernelEstimateSettings) -> np.ndarray:
+    """One run on the region, or with settings.consensus the medoid of the runs on the region and
+    its four quadrants."""
     quadrants = _quadrants(region, kernel_size) if settings.consensus else []
     if not quadrants:
         return _estimate_on_region(region, kernel_size, noise_sigma, settings)

@@ -74,7 +74,9 @@ def test_bad_parameters_raise_kernel_error(kwargs):
 
 @pytest.mark.parametrize("change", [{"threshold": 1.0}, {"min_component": -0.1}, {"lambda_decay": 0.5},
                                     {"iterations_per_level": 0}, {"refine_rounds": 1.5}, {"lambda_start": float("nan")},
-                                    {"kernel_tikhonov": -1.0}])
+                                    {"kernel_tikhonov": -1.0}, {"candidate_size_ratio": 0.0},
+                                    {"candidate_size_ratio": 1.5}, {"candidate_threshold": 1.0},
+                                    {"candidates": "yes"}])
 def test_bad_settings_raise_one_line_kernel_error(change):
     settings = dataclasses.replace(KernelEstimateSettings(), **change)
     with pytest.raises(KernelError) as info:
@@ -116,9 +118,41 @@ def test_consensus_needs_quadrants_big_enough():
     assert [q.shape for q in quads] == [(287, 231)] * 4
     assert not _quadrants(np.zeros((2 * (QUADRANT_MIN_SIDE - 31) - 2, 512)), 31)  # too small: one estimate
     blurred = _degrade(_photo(256), linear_motion_kernel(13, 45))
-    on = estimate_kernel(blurred, 15, crop=256, noise_sigma=SIGMA)
+    on = estimate_kernel(blurred, 15, crop=256, noise_sigma=SIGMA, settings=KernelEstimateSettings(consensus=True))
     off = estimate_kernel(blurred, 15, crop=256, noise_sigma=SIGMA, settings=KernelEstimateSettings(consensus=False))
     np.testing.assert_array_equal(on, off)  # 143 px quadrants: consensus skipped
+
+
+def test_candidate_runs():
+    from edge_runtime.kernel_estimation import _candidate_runs
+
+    default = KernelEstimateSettings()
+    runs = _candidate_runs(31, default)
+    assert [(size, s.threshold) for size, s in runs] == [(31, 0.05), (31, 0.02), (21, 0.05)]
+    assert _candidate_runs(31, KernelEstimateSettings(candidates=False)) == [(31, KernelEstimateSettings(candidates=False))]
+    # a 3 px kernel has no smaller support, and threshold 0.02 makes the low-threshold run the same
+    assert [size for size, _ in _candidate_runs(3, KernelEstimateSettings(threshold=0.02))] == [3]
+
+
+def test_candidates_return_the_likeliest_run():
+    """With candidates on, the estimate is one of the three runs, the one of lowest marginal cost
+    on the crop; off, it is the first run alone."""
+    from edge_runtime.kernel_estimation import _candidate_runs, _embed, _estimate_with_consensus, estimate_kernel_candidates
+    from edge_runtime.kernel_likelihood import kernel_cost
+
+    blurred = _degrade(_photo(192), linear_motion_kernel(11, 60))
+    grey = blurred.mean(axis=2).astype(np.float64)
+    runs = [_embed(_estimate_with_consensus(grey, size, SIGMA, s), 15) for size, s in _candidate_runs(15, KernelEstimateSettings())]
+    costs = [kernel_cost(grey, k, SIGMA) for k in runs]
+    got = estimate_kernel_candidates(blurred, 15, crop=192, noise_sigma=SIGMA)
+    assert got.labels == ("support 15 px, threshold 0.05", "support 15 px, threshold 0.02", "support 11 px, threshold 0.05")
+    assert got.costs == pytest.approx(costs, abs=1e-12) and got.chosen == int(np.argmin(costs))
+    for mine, theirs in zip(runs, got.kernels):
+        np.testing.assert_array_equal(mine, theirs)
+    np.testing.assert_array_equal(estimate_kernel(blurred, 15, crop=192, noise_sigma=SIGMA), runs[got.chosen])
+    off = estimate_kernel(blurred, 15, crop=192, noise_sigma=SIGMA, settings=KernelEstimateSettings(candidates=False))
+    np.testing.assert_array_equal(off, runs[0])
+    assert runs[2].shape == (15, 15) and not runs[2][:2].any() and not runs[2][:, -2:].any()  # 11 px run, centred
 
 
 def test_settings_from_name_value_texts():
