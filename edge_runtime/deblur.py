@@ -31,7 +31,7 @@ import numpy as np
 
 from .classic import _as_kernel, _fast_len, _from_float, _otf, _to_float, estimate_noise_sigma, taper_weight
 from .errors import KernelError, UsageError
-from .kernel_estimation import DEFAULT_CROP, KernelEstimateSettings, estimate_kernel, estimate_linear_motion
+from .kernel_estimation import DEFAULT_CROP, KernelEstimateSettings, estimate_kernel_candidates, estimate_linear_motion
 
 #: Default HQS iterations (denoiser passes); chosen by the sweep in docs/deblur.md.
 DEFAULT_ITERATIONS = 4
@@ -355,7 +355,10 @@ def resolve_kernel(kernel, color: np.ndarray, crop: int = DEFAULT_CROP,
         return check_kernel(kernel), {"source": "array"}
     spec = kernel if isinstance(kernel, KernelSpec) else parse_kernel_spec(str(kernel))
     if spec.source == "estimate":
-        return estimate_kernel(_to_float(color), crop=crop, settings=estimator), {**spec.describe(), "crop": crop}
+        found = estimate_kernel_candidates(_to_float(color), crop=crop, settings=estimator)
+        # which run was kept and every run's marginal cost, so a manifest shows how close the pick was
+        runs = [{"run": label, "cost": round(cost, 6)} for label, cost in zip(found.labels, found.costs)]
+        return found.kernel, {**spec.describe(), "crop": crop, "run": found.labels[found.chosen], "runs": runs}
     if spec.source == "motion-estimate":
         length, angle = estimate_linear_motion(_to_float(color))
         return linear_motion_kernel(length, angle), {**spec.describe(), "length": round(length, 3),
