@@ -685,8 +685,9 @@ def estimate_kernel_candidates(image: np.ndarray, kernel_size: int = 31, *, crop
     labels = tuple(f"support {size} px, threshold {run.threshold:g}" for size, run in runs)
     if len(runs) == 1:
         return KernelCandidates((_estimate_with_consensus(region, kernel_size, noise_sigma, settings),), labels, (), 0)
-    # the runs side by side: numpy's FFTs and large array operations release the GIL, so three
-    # runs took 8.7 s on 2 cores against 12.7 s one after another (same kernels, bit for bit)
+    # the runs side by side: numpy's FFTs and large array operations release the GIL, so they
+    # overlap on a multi-core board; each run's kernel is the same as alone, bit for bit
+    # (tests/test_kernel_estimation.py)
     with ThreadPoolExecutor(min(len(runs), os.cpu_count() or 1)) as pool:
         estimates = tuple(pool.map(lambda run: _embed(_estimate_with_consensus(region, run[0], noise_sigma, run[1]), kernel_size), runs))
     costs = tuple(kernel_costs(region, list(estimates), noise_sigma))

@@ -17,8 +17,8 @@ with variance
 so -log p(y | k) is, per frequency, |Y(f)|^2 / v(f) + log v(f), with the prior's scale A fitted
 per kernel. A kernel too compact predicts high frequencies the photo lacks (the log term); one
 with misplaced zeros predicts none where the photo has some (the first term). The model is crude
-(photos are not Gaussian, nor isotropic), so it only chooses among the estimator's own runs, where
-it picked the better kernel far more often than not on the tuning set (docs/deblur.md).
+(photos are not Gaussian, nor isotropic), so it only chooses among the estimator's own runs; there
+its pick beat every single run on the tuning set (docs/deblur.md).
 """
 
 from __future__ import annotations
