@@ -78,12 +78,13 @@ def kernel_costs(region: np.ndarray, kernels: list[np.ndarray], noise_sigma: flo
     if region.ndim != 2 or min(region.shape) < 8:
         raise ValueError(f"kernel_cost: expected a grey HxW region of at least 8 px a side, got shape {region.shape}")
     power, d2, used = _spectrum_terms(region)
+    power, d2 = power[used], d2[used]
     noise_var = (float(noise_sigma) ** 2 + ROUNDING_SIGMA**2) / 255.0**2
     out = []
     for k in kernels:
         # |K(f)| does not depend on where the kernel sits in the frame, so no centring is needed
         k2 = np.abs(np.fft.rfft2(np.asarray(k, np.float64) / float(np.sum(k)), s=region.shape)) ** 2
-        out.append(_fitted_cost(power[used], k2[used] / d2[used], noise_var))
+        out.append(_fitted_cost(power, k2[used] / d2, noise_var))
     return out
 
 
