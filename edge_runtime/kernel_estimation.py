@@ -683,13 +683,17 @@ def estimate_kernel_candidates(image: np.ndarray, kernel_size: int = 31, *, crop
         noise_sigma = estimate_noise_sigma(region[..., None])
     runs = _candidate_runs(kernel_size, settings)
     labels = tuple(f"support {size} px, threshold {run.threshold:g}" for size, run in runs)
+
+    def estimate(run: tuple[int, KernelEstimateSettings]) -> np.ndarray:
+        return _embed(_estimate_with_consensus(region, run[0], noise_sigma, run[1]), kernel_size)
+
     if len(runs) == 1:
-        return KernelCandidates((_estimate_with_consensus(region, kernel_size, noise_sigma, settings),), labels, (), 0)
+        return KernelCandidates((estimate(runs[0]),), labels, (), 0)
     # the runs side by side: numpy's FFTs and large array operations release the GIL, so they
     # overlap on a multi-core board; each run's kernel is the same as alone, bit for bit
     # (tests/test_kernel_estimation.py)
     with ThreadPoolExecutor(min(len(runs), os.cpu_count() or 1)) as pool:
-        estimates = tuple(pool.map(lambda run: _embed(_estimate_with_consensus(region, run[0], noise_sigma, run[1]), kernel_size), runs))
+        estimates = tuple(pool.map(estimate, runs))
     costs = tuple(kernel_costs(region, list(estimates), noise_sigma))
     return KernelCandidates(estimates, labels, costs, int(np.argmin(costs)))
 
