@@ -76,7 +76,8 @@ def test_bad_parameters_raise_kernel_error(kwargs):
                                     {"iterations_per_level": 0}, {"refine_rounds": 1.5}, {"lambda_start": float("nan")},
                                     {"kernel_tikhonov": -1.0}, {"candidate_size_ratio": 0.0},
                                     {"candidate_size_ratio": 1.5}, {"candidate_threshold": 1.0},
-                                    {"candidates": "yes"}])
+                                    {"candidates": "yes"}, {"edge_selection": 1.0},
+                                    {"candidate_edge_selection": -0.1}])
 def test_bad_settings_raise_one_line_kernel_error(change):
     settings = dataclasses.replace(KernelEstimateSettings(), **change)
     with pytest.raises(KernelError) as info:
@@ -132,6 +133,43 @@ def test_candidate_runs():
     assert _candidate_runs(31, KernelEstimateSettings(candidates=False)) == [(31, KernelEstimateSettings(candidates=False))]
     # a 3 px kernel has no smaller support, and threshold 0.02 makes the low-threshold run the same
     assert [size for size, _ in _candidate_runs(3, KernelEstimateSettings(threshold=0.02))] == [3]
+
+
+def test_candidate_runs_with_edge_selection():
+    from edge_runtime.kernel_estimation import _candidate_runs
+
+    runs = _candidate_runs(31, KernelEstimateSettings(candidate_edge_selection=0.2))
+    assert [(size, s.threshold, s.edge_selection) for size, s in runs] == [
+        (31, 0.05, 0.0), (31, 0.02, 0.0), (21, 0.05, 0.0), (31, 0.05, 0.2), (31, 0.02, 0.2), (21, 0.05, 0.2)]
+    # runs that already select edges at that threshold are not repeated
+    same = _candidate_runs(31, KernelEstimateSettings(edge_selection=0.2, candidate_edge_selection=0.2))
+    assert [s.edge_selection for _, s in same] == [0.2, 0.2, 0.2]
+
+
+def test_edge_selection_keeps_blurred_edges_and_drops_fine_texture():
+    """Xu & Jia's r-map: across a blurred step edge the gradients point one way (kept); on stripes
+    one pixel wide they cancel within the 5x5 window (dropped); flat areas are dropped too."""
+    from edge_runtime.kernel_estimation import _edge_selection
+
+    plane = np.zeros((64, 96))
+    plane[:, 16:48] = 1.0  # two step edges, at columns 16 and 48
+    plane[:, 64:] = np.arange(32) % 2  # one-pixel stripes
+    blurred = blur(plane[..., None].astype(np.float32), linear_motion_kernel(3, 0).astype(np.float32))[..., 0]
+    mask = _edge_selection(blurred, 0.3)
+    assert mask is not None and mask.shape == plane.shape
+    assert mask[8:-8, 14:18].mean() == 1.0 and mask[8:-8, 46:50].mean() == 1.0  # the edges
+    assert mask[8:-8, 70:90].mean() == 0.0  # the stripes
+    assert mask[8:-8, 24:40].mean() == 0.0  # flat
+    assert _edge_selection(blurred, 0.0) is None
+
+
+def test_edge_selection_reaches_the_estimate():
+    blurred = _degrade(_photo(192), linear_motion_kernel(9, 30))
+    default = estimate_kernel(blurred, 15, crop=192, noise_sigma=SIGMA, settings=KernelEstimateSettings(candidates=False))
+    selected = estimate_kernel(blurred, 15, crop=192, noise_sigma=SIGMA,
+                               settings=KernelEstimateSettings(candidates=False, edge_selection=0.3))
+    assert not np.array_equal(default, selected)
+    assert selected.sum() == pytest.approx(1.0) and selected.min() >= 0
 
 
 def test_candidates_return_the_likeliest_run():
