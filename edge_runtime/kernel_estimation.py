@@ -527,9 +527,9 @@ class _KernelNormalEquations:
 
 
 def _edge_selection(blurred: np.ndarray, threshold: float) -> np.ndarray | None:
-    """Xu & Jia's (ECCV 2010) r-map mask, 1 where r = |sum grad y| / (sum |grad y| + eps) over an
-    EDGE_WINDOW_RADIUS window exceeds `threshold` (gradients that point one way: a blurred edge),
-    0 where they cancel (texture finer than the window); None when `threshold` is 0."""
+    """Xu & Jia's (ECCV 2010) r-map mask, 1 where r = |sum grad y| / (sum |grad y| + eps) over a
+    (2 EDGE_WINDOW_RADIUS + 1)^2 window exceeds `threshold` (gradients that point one way: a
+    blurred edge), 0 where they cancel (texture finer than the window); None when `threshold` is 0."""
     if threshold <= 0:
         return None
     gx, gy = _gradients(blurred)
