@@ -19,7 +19,8 @@ kernel on every whole tuning photo with the runtime's crop, as `--kernel estimat
         --kernel-sets levin09_npy --setting threshold=0.02
 
 `--each-run` also scores every run of the estimate (KernelEstimateSettings.candidates: as set, low
-threshold, small support) on its own, the run the marginal likelihood chose (what estimate_kernel
+threshold, small support; each again with edge selection under `--setting
+candidate_edge_selection=T`) on its own, the run the marginal likelihood chose (what estimate_kernel
 returns) and the best run per case (an oracle: the most a better pick could give), in one pass.
 """
 
