@@ -45,6 +45,16 @@ MIN_NOISE_SIGMA = 0.5
 BLIND_SIGMA_FLOOR = 3.0
 
 Denoiser = Callable[[np.ndarray], np.ndarray]
+
+
+def geometric_transform(image: np.ndarray, index: int, inverse: bool = False) -> np.ndarray:
+    """One of the 8 rotations/flips of an HxW(xC) image (index mod 8); `inverse` undoes it."""
+    turns, flip = index % 4, (index // 4) % 2 == 1
+    if inverse:
+        image = image[:, ::-1] if flip else image
+        return np.rot90(image, -turns, axes=(0, 1))
+    image = np.rot90(image, turns, axes=(0, 1))
+    return image[:, ::-1] if flip else image
 Progress = Callable[[int, int], None]
 
 
@@ -71,6 +81,9 @@ class PnPSchedule:
     start_sigma: float = 25.0  # s_1 on the 0-255 scale
     output: str = "data"  # "data": the last data step (sharper); "prior": the last denoiser output
     relax_sigma: float = 5.0  # > 0: prior step z = x + min(1, s_i / relax_sigma) * (D(x) - x); 0: off
+    # True: prior step i sees the image rotated/flipped by transform i mod 8 and the result is turned
+    # back (DPIR's periodic geometric self-ensemble): free, and +0.05 dB at 4 iterations in the sweep
+    self_ensemble: bool = True
 
     def check(self) -> "PnPSchedule":
         if self.iterations < 1:
@@ -211,13 +224,20 @@ def pnp_deconvolve_block(
 
     inner = (slice(None), slice(margin, margin + h), slice(margin, margin + w))
     alphas = schedule.alphas(noise_sigma)
-    for a, beta in zip(alphas, schedule.relaxations(noise_sigma)):
+    for i, (a, beta) in enumerate(zip(alphas, schedule.relaxations(noise_sigma))):
         x = data_step(z_spectrum, a)
         np.clip(x, 0.0, 1.0, out=x)
         del z_spectrum
         # the prior runs on the image only: the tapered margin exists for the FFT's sake, and
         # denoising it too would cost up to half a pass more on a small photo
-        step = denoise(x[inner].transpose(1, 2, 0)).transpose(2, 0, 1) - x[inner]
+        view = x[inner].transpose(1, 2, 0)
+        if schedule.self_ensemble:
+            view = geometric_transform(view, i)
+            denoised = geometric_transform(denoise(view), i, inverse=True)
+        else:
+            denoised = denoise(view)
+        step = denoised.transpose(2, 0, 1) - x[inner]
+        del denoised  # alive into the next FFTs, it lifted a block's peak above 10 plane stacks
         if beta < 1.0:
             step *= np.float32(beta)
         x[inner] += step  # x becomes z, the prior step's output

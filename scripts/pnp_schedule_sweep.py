@@ -81,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--start-sigmas", default="25,40", help="comma list, 0-255 scale")
     p.add_argument("--relax-sigmas", default="0,5", help="comma list (0: off), 0-255 scale")
     p.add_argument("--outputs", default="data", help="comma list: data, prior")
+    p.add_argument("--self-ensembles", default="1",
+                   help="comma list: 1 (the default: prior step i sees transform i mod 8), 0 (off; the sweeps before "
+                        "self-ensemble existed)")
     p.add_argument("--kernel-sets", default="levin09_npy,kernels12_npy",
                    help="comma list of folders under blur_kernels (default both)")
     p.add_argument("--threads", type=int, default=1)
@@ -102,14 +105,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'wiener (true kernel, true sigma)':<50} {wiener:6.2f} dB")
     floats = lambda text: [float(v) for v in text.split(",")]  # noqa: E731
     grid = itertools.product([int(v) for v in args.iterations.split(",")], floats(args.weights),
-                             floats(args.start_sigmas), floats(args.relax_sigmas), args.outputs.split(","))
-    for iters, weight, start, relax, output in grid:
+                             floats(args.start_sigmas), floats(args.relax_sigmas), args.outputs.split(","),
+                             [bool(int(v)) for v in args.self_ensembles.split(",")])
+    for iters, weight, start, relax, output, ensemble in grid:
         schedule = PnPSchedule(iterations=iters, weight=weight, start_sigma=start, relax_sigma=relax,
-                               output=output).check()
+                               output=output, self_ensemble=ensemble).check()
         t0 = time.perf_counter()
         score = np.mean([psnr(to_8bit(pnp_deconvolve_block(y, k, restore, sn, schedule)), c)
                          for c, y, k in triples])
-        label = f"pnp it={iters} lambda={weight:g} start={start:g} relax={relax:g} out={output}"
+        label = (f"pnp it={iters} lambda={weight:g} start={start:g} relax={relax:g} out={output}"
+                 + (" ensemble" if ensemble else ""))
         print(f"{label:<50} {score:6.2f} dB  ({score - wiener:+.2f} vs wiener, {time.perf_counter() - t0:.1f} s)",
               flush=True)
     return 0

@@ -253,3 +253,38 @@ def test_a_block_peaks_below_ten_copies_of_its_padded_planes():
     finally:
         tracemalloc.stop()
     assert peak < 10 * stack, peak / stack
+
+
+@pytest.mark.parametrize("index", range(8))
+def test_each_geometric_transform_is_undone_by_its_inverse(index):
+    from edge_runtime.deblur import geometric_transform
+
+    image = np.arange(5 * 7 * 3, dtype=np.float32).reshape(5, 7, 3)
+    turned = geometric_transform(image, index)
+    assert turned.shape == ((7, 5, 3) if index % 2 else (5, 7, 3))
+    assert np.array_equal(geometric_transform(turned, index, inverse=True), image)
+
+
+def test_self_ensemble_turns_the_prior_input_through_eight_transforms_and_back():
+    """Prior step i sees transform i mod 8 of the image (a non-square one arrives with its sides
+    swapped on odd steps), and what it returns is turned back before the relaxation."""
+    from edge_runtime.deblur import PlaneFFT, geometric_transform, pnp_deconvolve_block
+
+    image = np.random.default_rng(1).random((40, 56, 3)).astype(np.float32)
+    k = linear_motion_kernel(5, 0)
+    seen: list[np.ndarray] = []
+
+    def spy(x: np.ndarray) -> np.ndarray:
+        seen.append(np.array(x))
+        return x  # an identity prior: the result is then independent of the transforms
+
+    on = pnp_deconvolve_block(image, k, spy, 2.57, PnPSchedule(iterations=8, self_ensemble=True), fft=PlaneFFT(1))
+    seen_on = list(seen)
+    seen.clear()
+    off = pnp_deconvolve_block(image, k, spy, 2.57, PnPSchedule(iterations=8, self_ensemble=False), fft=PlaneFFT(1))
+    assert [s.shape[:2] for s in seen_on] == [(40, 56), (56, 40)] * 4
+    assert [s.shape[:2] for s in seen] == [(40, 56)] * 8
+    # an identity prior leaves every data step as it was, so step i saw exactly transform i of it
+    for i, (turned, plain) in enumerate(zip(seen_on, seen)):
+        assert np.array_equal(turned, geometric_transform(plain, i)), i
+    np.testing.assert_allclose(on, off, atol=1e-5)
