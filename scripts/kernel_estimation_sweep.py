@@ -112,11 +112,12 @@ def summary_line(label: str, cases: np.ndarray) -> str:
 
 
 def sweep_kernels(images, kernel_sets: list[str], kernel_size: int, crop: int, rng: np.random.Generator,
-                  settings: KernelEstimateSettings, all_pairs: bool = False, each_run: bool = False) -> None:
+                  settings: KernelEstimateSettings, all_pairs: bool = False, each_run: bool = False,
+                  save_cases: Path | None = None) -> None:
     print(f"{'set':8s} {'image':12s} {'kernel':14s} {'blurred':>8s} {'true':>7s} {'est':>7s} {'ratio':>6s} {'s':>5s}")
     for kset in kernel_sets:
         kernels = [(p.stem, np.load(p).astype(np.float64)) for p in sorted((DATA / "blur_kernels" / kset).glob("*.npy"))]
-        res, per_run = [], {}
+        res, per_run, saved = [], {}, {}
         if all_pairs:  # every kernel on every photo, photo by photo
             cases = [(img, kern) for img in images for kern in kernels]
         else:  # one photo per kernel, in turn
@@ -137,9 +138,19 @@ def sweep_kernels(images, kernel_sets: list[str], kernel_size: int, crop: int, r
                         for i, kern in enumerate(found.kernels)]
                 for label, mse in [*zip(found.labels, runs), ("best run per case (oracle)", min(runs))]:
                     per_run.setdefault(label, []).append((res[-1][0], res[-1][1], psnr_of(mse), mse / mse_t, secs))
+                if save_cases is not None:
+                    j = len(res) - 1
+                    saved.update({f"{j}/blurred": np.rint(blurred * 255).astype(np.uint8), f"{j}/clean": img,
+                                  f"{j}/true_kernel": k, f"{j}/kernels": np.stack(found.kernels),
+                                  f"{j}/costs": np.array(found.costs), f"{j}/run_mse": np.array(runs),
+                                  f"{j}/true_mse": np.array(mse_t), f"{j}/name": np.array(f"{name} {kname}")})
             print(f"{kset[:8]:8s} {name[:12]:12s} {kname[:14]:14s} {res[-1][0]:8.2f} {res[-1][1]:7.2f} {res[-1][2]:7.2f} "
                   f"{res[-1][3]:6.2f} {secs:5.1f}", flush=True)
         print(summary_line(kset, np.array(res)))
+        if saved:
+            path = save_cases.with_name(f"{save_cases.stem}_{kset}.npz")
+            np.savez_compressed(path, labels=np.array(found.labels), **saved)
+            print(f"cases saved to {path}")
         for label, rows in per_run.items():
             print(summary_line(f"  {label}", np.array(rows)))
 
@@ -173,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--all-pairs", action="store_true", help="every kernel on every photo (default: one photo per kernel)")
     ap.add_argument("--each-run", action="store_true",
                     help="also score each run of the estimate alone, and the best run per case")
+    ap.add_argument("--save-cases", type=Path, default=None, metavar="FILE.npz",
+                    help="with --each-run: save every case (blurred and clean image, true kernel, each run's kernel, "
+                         "cost and Wiener MSE) to FILE_<kernel set>.npz, for studying the pick offline")
     ap.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
                     help="change one KernelEstimateSettings field (repeatable), e.g. threshold=0.02")
     args = ap.parse_args(argv)
@@ -182,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = KernelEstimateSettings().with_overrides(args.setting)
     except KernelError as exc:
         ap.error(str(exc))
+    if args.save_cases is not None and not args.each_run:
+        ap.error("--save-cases needs --each-run")
     if args.setting:
         print("settings:", ", ".join(args.setting))
     images = photos(DATA, args.images, None if args.whole else args.crop, args.tune)
@@ -190,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         sweep_motion(images, args.motion_cases, rng)
     sets = [s for s in args.kernel_sets.split(",") if s]
     if sets:
-        sweep_kernels(images, sets, args.kernel_size, est_crop, rng, settings, args.all_pairs, args.each_run)
+        sweep_kernels(images, sets, args.kernel_size, est_crop, rng, settings, args.all_pairs, args.each_run,
+                      args.save_cases)
     if args.gopro:
         sweep_gopro(args.kernel_size, 384)
     return 0
