@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -127,12 +128,13 @@ def test_consensus_needs_quadrants_big_enough():
 def test_candidate_runs():
     from edge_runtime.kernel_estimation import _candidate_runs
 
-    default = KernelEstimateSettings()
-    runs = _candidate_runs(31, default)
+    three = KernelEstimateSettings(candidate_edge_selection=0.0)
+    runs = _candidate_runs(31, three)
     assert [(size, s.threshold) for size, s in runs] == [(31, 0.05), (31, 0.02), (21, 0.05)]
     assert _candidate_runs(31, KernelEstimateSettings(candidates=False)) == [(31, KernelEstimateSettings(candidates=False))]
     # a 3 px kernel has no smaller support, and threshold 0.02 makes the low-threshold run the same
-    assert [size for size, _ in _candidate_runs(3, KernelEstimateSettings(threshold=0.02))] == [3]
+    assert [size for size, _ in _candidate_runs(3, replace(three, threshold=0.02))] == [3]
+    assert len(_candidate_runs(31, KernelEstimateSettings())) == 6  # the default: each again with edge selection
 
 
 def test_candidate_runs_with_edge_selection():
@@ -173,24 +175,57 @@ def test_edge_selection_reaches_the_estimate():
 
 
 def test_candidates_return_the_likeliest_run():
-    """With candidates on, the estimate is one of the three runs, the one of lowest marginal cost
-    on the crop; off, it is the first run alone."""
+    """With candidates on and the L0 check off, the estimate is one of the three runs, the one of
+    lowest marginal cost on the crop; off, it is the first run alone."""
     from edge_runtime.kernel_estimation import _candidate_runs, _embed, _estimate_with_consensus, estimate_kernel_candidates
     from edge_runtime.kernel_likelihood import kernel_cost
 
+    three = KernelEstimateSettings(candidate_edge_selection=0.0, pick_map_weight=0.0)
     blurred = _degrade(_photo(192), linear_motion_kernel(11, 60))
     grey = blurred.mean(axis=2).astype(np.float64)
-    runs = [_embed(_estimate_with_consensus(grey, size, SIGMA, s), 15) for size, s in _candidate_runs(15, KernelEstimateSettings())]
+    runs = [_embed(_estimate_with_consensus(grey, size, SIGMA, s), 15) for size, s in _candidate_runs(15, three)]
     costs = [kernel_cost(grey, k, SIGMA) for k in runs]
-    got = estimate_kernel_candidates(blurred, 15, crop=192, noise_sigma=SIGMA)
+    got = estimate_kernel_candidates(blurred, 15, crop=192, noise_sigma=SIGMA, settings=three)
     assert got.labels == ("support 15 px, threshold 0.05", "support 15 px, threshold 0.02", "support 11 px, threshold 0.05")
-    assert got.costs == pytest.approx(costs, abs=1e-12) and got.chosen == int(np.argmin(costs))
+    assert got.costs == pytest.approx(costs, abs=1e-12) and got.chosen == int(np.argmin(costs)) and got.energies == ()
     for mine, theirs in zip(runs, got.kernels):
         np.testing.assert_array_equal(mine, theirs)
-    np.testing.assert_array_equal(estimate_kernel(blurred, 15, crop=192, noise_sigma=SIGMA), runs[got.chosen])
+    np.testing.assert_array_equal(estimate_kernel(blurred, 15, crop=192, noise_sigma=SIGMA, settings=three), runs[got.chosen])
     off = estimate_kernel(blurred, 15, crop=192, noise_sigma=SIGMA, settings=KernelEstimateSettings(candidates=False))
     np.testing.assert_array_equal(off, runs[0])
     assert runs[2].shape == (15, 15) and not runs[2][:2].any() and not runs[2][:, -2:].any()  # 11 px run, centred
+
+
+def test_the_default_pick_weighs_the_marginal_cost_and_the_l0_energy():
+    """By default six runs (each of the three again with edge selection), and the kept one
+    minimises the standardised marginal cost plus pick_map_weight x the standardised L0 energy."""
+    from edge_runtime.kernel_estimation import estimate_kernel_candidates, l0_energy
+
+    blurred = _degrade(_photo(192), linear_motion_kernel(11, 60))
+    grey = blurred.mean(axis=2).astype(np.float64)
+    got = estimate_kernel_candidates(blurred, 15, crop=192, noise_sigma=SIGMA)
+    assert len(got.kernels) == 6 and got.labels[3:] == tuple(f"{label}, edge selection 0.2" for label in got.labels[:3])
+    energies = [l0_energy(grey, k) for k in got.kernels]
+    assert got.energies == pytest.approx(energies, rel=1e-9)
+    z = lambda v: (np.array(v) - np.mean(v)) / np.std(v)  # noqa: E731
+    assert got.chosen == int(np.argmin(z(got.costs) + z(energies)))
+    heavy = estimate_kernel_candidates(blurred, 15, crop=192, noise_sigma=SIGMA,
+                                       settings=KernelEstimateSettings(pick_map_weight=100.0))
+    assert heavy.chosen == int(np.argmin(energies))
+
+
+def test_the_l0_energy_charges_a_too_diffuse_kernel_more_than_the_true_one():
+    """Explaining a blur with a wider kernel than it had needs a sharper latent image with more
+    edges: the L0 energy counts them (the marginal likelihood, where it erred, preferred diffuse)."""
+    from edge_runtime.kernel_estimation import l0_energy
+
+    k = linear_motion_kernel(9, 30)
+    grey = _degrade(_photo(192), k).mean(axis=2).astype(np.float64)
+    wide = linear_motion_kernel(17, 30)
+    pad = (17 - 9) // 2
+    assert l0_energy(grey, np.pad(k, pad)) < l0_energy(grey, wide)
+    with pytest.raises(KernelError, match="pick_map_weight"):
+        KernelEstimateSettings(pick_map_weight=-1.0).check()
 
 
 def test_settings_from_name_value_texts():
