@@ -29,6 +29,11 @@ Two methods:
   full-resolution pass recomputes the latent image with the final kernel and re-solves the kernel
   over its (slightly grown) support with an active-set positivity constraint.
 
+By default :func:`estimate_kernel` runs that estimate three times (as set, with a low threshold,
+with a smaller support) and keeps one run's kernel: the one
+whose marginal likelihood (:mod:`edge_runtime.kernel_likelihood`) and L0 energy
+(:func:`l0_energy`), standardised over the runs, sum lowest (docs/deblur.md).
+
 Both work on one grey crop (the one with the most edge content) so the cost is bounded whatever
 the image size. Kernels follow edge_runtime.kernels: odd sides, centred on ((h-1)//2, (w-1)//2),
 sum 1, and the motion angle is counter-clockwise from +x with image rows growing downwards.
@@ -129,11 +134,11 @@ class KernelEstimateSettings:
       blur is the same in all of them. About twice the time; off, as it was not better on the
       tuning set (docs/deblur.md).
     candidates: also estimate with threshold `candidate_threshold`, and with a support of
-      `candidate_size_ratio` x the kernel size (rounded to odd, >= 3), and return whichever of
-      the (up to) three kernels the blurred crop's Gaussian marginal likelihood prefers
-      (:mod:`edge_runtime.kernel_likelihood`). Each run fails on different photos: the low
-      threshold keeps a long path's faint tail, the small support resists texture. About 2.5 times
-      the time of one run.
+      `candidate_size_ratio` x the kernel size (rounded to odd, >= 3), and return the kernel the
+      pick prefers (the blurred crop's Gaussian marginal likelihood,
+      :mod:`edge_runtime.kernel_likelihood`, with the L0 check of `pick_map_weight`). Each run
+      fails on different photos: the low threshold keeps a long path's faint tail, the small
+      support resists texture. About 2.5 times the time of one run (three runs).
     edge_selection: > 0 turns on Xu & Jia's edge selection (ECCV 2010) at this threshold on
       their r-map, |sum of grad y| over a window against the sum of |grad y|: the kernel least
       squares of the pyramid levels then uses only the latent gradients where the blurred
@@ -141,9 +146,10 @@ class KernelEstimateSettings:
       finer than the window). Off: on the tuning set it moved single estimates by up to 3 dB
       either way and left the mean where it was (docs/deblur.md).
     candidate_edge_selection: > 0 (with candidates) adds every run again with edge_selection at
-      this value, for six runs to pick from (about 1.8 times the time of three). With the
-      marginal likelihood alone the six runs raised only the best-run-per-case oracle; with the
-      L0 check below they raised the pick too (docs/deblur.md).
+      this value, for six runs to pick from (about 1.8 times the time of three). Off: with the L0
+      check below the six runs raised the pick on the tuning set, but on Set14 the edge-selection
+      runs were picked, and lost 1-2 dB, on fine texture under the smallest 12-kernel blurs
+      (docs/deblur.md).
     pick_map_weight: > 0 picks among the runs by the marginal cost plus this weight times each
       run's L0 energy (the estimator's own objective, |k * x - y|^2 + lambda |grad x|_0 with x the
       L0 latent image for that kernel), both standardised over the runs; 0 picks by the marginal
@@ -167,7 +173,7 @@ class KernelEstimateSettings:
     candidate_threshold: float = 0.02
     candidate_size_ratio: float = 0.68
     edge_selection: float = 0.0
-    candidate_edge_selection: float = 0.2
+    candidate_edge_selection: float = 0.0
     pick_map_weight: float = 1.0
 
     def with_overrides(self, texts: list[str]) -> "KernelEstimateSettings":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -128,13 +127,12 @@ def test_consensus_needs_quadrants_big_enough():
 def test_candidate_runs():
     from edge_runtime.kernel_estimation import _candidate_runs
 
-    three = KernelEstimateSettings(candidate_edge_selection=0.0)
+    three = KernelEstimateSettings()
     runs = _candidate_runs(31, three)
     assert [(size, s.threshold) for size, s in runs] == [(31, 0.05), (31, 0.02), (21, 0.05)]
     assert _candidate_runs(31, KernelEstimateSettings(candidates=False)) == [(31, KernelEstimateSettings(candidates=False))]
     # a 3 px kernel has no smaller support, and threshold 0.02 makes the low-threshold run the same
-    assert [size for size, _ in _candidate_runs(3, replace(three, threshold=0.02))] == [3]
-    assert len(_candidate_runs(31, KernelEstimateSettings())) == 6  # the default: each again with edge selection
+    assert [size for size, _ in _candidate_runs(3, KernelEstimateSettings(threshold=0.02))] == [3]
 
 
 def test_candidate_runs_with_edge_selection():
@@ -180,7 +178,7 @@ def test_candidates_return_the_likeliest_run():
     from edge_runtime.kernel_estimation import _candidate_runs, _embed, _estimate_with_consensus, estimate_kernel_candidates
     from edge_runtime.kernel_likelihood import kernel_cost
 
-    three = KernelEstimateSettings(candidate_edge_selection=0.0, pick_map_weight=0.0)
+    three = KernelEstimateSettings(pick_map_weight=0.0)
     blurred = _degrade(_photo(192), linear_motion_kernel(11, 60))
     grey = blurred.mean(axis=2).astype(np.float64)
     runs = [_embed(_estimate_with_consensus(grey, size, SIGMA, s), 15) for size, s in _candidate_runs(15, three)]
@@ -196,21 +194,24 @@ def test_candidates_return_the_likeliest_run():
     assert runs[2].shape == (15, 15) and not runs[2][:2].any() and not runs[2][:, -2:].any()  # 11 px run, centred
 
 
-def test_the_default_pick_weighs_the_marginal_cost_and_the_l0_energy():
-    """By default six runs (each of the three again with edge selection), and the kept one
-    minimises the standardised marginal cost plus pick_map_weight x the standardised L0 energy."""
+@pytest.mark.parametrize("edge_runs", [0.0, 0.2])
+def test_the_default_pick_weighs_the_marginal_cost_and_the_l0_energy(edge_runs):
+    """The kept run minimises the standardised marginal cost plus pick_map_weight x the
+    standardised L0 energy, over the three default runs or, with candidate_edge_selection, six."""
     from edge_runtime.kernel_estimation import estimate_kernel_candidates, l0_energy
 
     blurred = _degrade(_photo(192), linear_motion_kernel(11, 60))
     grey = blurred.mean(axis=2).astype(np.float64)
-    got = estimate_kernel_candidates(blurred, 15, crop=192, noise_sigma=SIGMA)
-    assert len(got.kernels) == 6 and got.labels[3:] == tuple(f"{label}, edge selection 0.2" for label in got.labels[:3])
+    settings = KernelEstimateSettings(candidate_edge_selection=edge_runs)
+    got = estimate_kernel_candidates(blurred, 15, crop=192, noise_sigma=SIGMA, settings=settings)
+    assert len(got.kernels) == (6 if edge_runs else 3)
+    assert got.labels[3:] == tuple(f"{label}, edge selection 0.2" for label in got.labels[:3])[: len(got.kernels) - 3]
     energies = [l0_energy(grey, k) for k in got.kernels]
     assert got.energies == pytest.approx(energies, rel=1e-9)
     z = lambda v: (np.array(v) - np.mean(v)) / np.std(v)  # noqa: E731
     assert got.chosen == int(np.argmin(z(got.costs) + z(energies)))
     heavy = estimate_kernel_candidates(blurred, 15, crop=192, noise_sigma=SIGMA,
-                                       settings=KernelEstimateSettings(pick_map_weight=100.0))
+                                       settings=dataclasses.replace(settings, pick_map_weight=100.0))
     assert heavy.chosen == int(np.argmin(energies))
 
 
