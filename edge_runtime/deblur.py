@@ -12,7 +12,9 @@ TPAMI 2021): starting from the blurred image, alternate
 
 with a_i = weight * s_n^2 / s_i^2 over noise levels s_i log-spaced from `start_sigma` down to the
 image's noise level s_n. Early iterations trust the prior (strong denoising of the ringing the data
-step leaves), late ones the data. The denoiser is blind, so s_i only sets a_i.
+step leaves), late ones the data. The denoiser is blind, so s_i only sets a_i. Prior step i
+sees the image rotated/flipped by transform i mod 8 and turned back after (DPIR's periodic
+geometric self-ensemble, `PnPSchedule.self_ensemble`), at no extra cost.
 
 Borders: the image is padded by reflection by at least the kernel size and the margin tapered
 (`classic.edge_taper_pad`), so the FFT's wrap-around does not ring into the image. Large images
@@ -45,6 +47,7 @@ MIN_NOISE_SIGMA = 0.5
 BLIND_SIGMA_FLOOR = 3.0
 
 Denoiser = Callable[[np.ndarray], np.ndarray]
+Progress = Callable[[int, int], None]
 
 
 def geometric_transform(image: np.ndarray, index: int, inverse: bool = False) -> np.ndarray:
@@ -55,7 +58,6 @@ def geometric_transform(image: np.ndarray, index: int, inverse: bool = False) ->
         return np.rot90(image, -turns, axes=(0, 1))
     image = np.rot90(image, turns, axes=(0, 1))
     return image[:, ::-1] if flip else image
-Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
