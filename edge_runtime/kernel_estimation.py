@@ -753,13 +753,17 @@ def estimate_kernel_candidates(image: np.ndarray, kernel_size: int = 31, *, crop
     # (tests/test_kernel_estimation.py)
     with ThreadPoolExecutor(min(len(runs), os.cpu_count() or 1)) as pool:
         estimates = tuple(pool.map(estimate, runs))
+        energies = tuple(pool.map(lambda k: l0_energy(region, k), estimates)) if settings.pick_map_weight else ()
     costs = tuple(kernel_costs(region, list(estimates), noise_sigma))
-    if settings.pick_map_weight == 0:
-        return KernelCandidates(estimates, labels, costs, int(np.argmin(costs)))
-    with ThreadPoolExecutor(min(len(runs), os.cpu_count() or 1)) as pool:
-        energies = tuple(pool.map(lambda k: l0_energy(region, k), estimates))
-    score = _standardised(costs) + settings.pick_map_weight * _standardised(energies)
-    return KernelCandidates(estimates, labels, costs, int(np.argmin(score)), energies)
+    return KernelCandidates(estimates, labels, costs, pick_run(costs, energies, settings.pick_map_weight), energies)
+
+
+def pick_run(costs: tuple[float, ...], energies: tuple[float, ...], weight: float) -> int:
+    """Index of the run kept: the lowest standardised marginal cost plus `weight` x the
+    standardised L0 energy (energies unused, and may be empty, when weight is 0)."""
+    if weight == 0:
+        return int(np.argmin(costs))
+    return int(np.argmin(_standardised(costs) + weight * _standardised(energies)))
 
 
 def _standardised(values: tuple[float, ...]) -> np.ndarray:

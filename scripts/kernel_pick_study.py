@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edge_runtime.kernel_estimation import (DEFAULT_CROP, MIN_IMAGE_TO_KERNEL, _edge_richest_crop,  # noqa: E402
-                                            _grey, _standardised, l0_energy)
+                                            _grey, l0_energy, pick_run)
 
 
 def load_cases(path: Path) -> tuple[list[dict], list[str]]:
@@ -54,8 +54,7 @@ def study(path: Path, weights: list[float]) -> None:
         print(f" the first {pool} runs")
         print(summary("best run per case (oracle)", cases, [int(np.argmin(c["run_mse"][:pool])) for c in cases]))
         for weight in weights:
-            picks = [int(np.argmin(_standardised(tuple(c["costs"][:pool])) + weight * _standardised(tuple(c["energies"][:pool]))))
-                     for c in cases]
+            picks = [pick_run(tuple(c["costs"][:pool]), tuple(c["energies"][:pool]), weight) for c in cases]
             print(summary(f"pick, pick_map_weight {weight:g}", cases, picks))
 
 
