@@ -127,8 +127,8 @@ def test_consensus_needs_quadrants_big_enough():
 def test_candidate_runs():
     from edge_runtime.kernel_estimation import _candidate_runs
 
-    three = KernelEstimateSettings()
-    runs = _candidate_runs(31, three)
+    default = KernelEstimateSettings()
+    runs = _candidate_runs(31, default)
     assert [(size, s.threshold) for size, s in runs] == [(31, 0.05), (31, 0.02), (21, 0.05)]
     assert _candidate_runs(31, KernelEstimateSettings(candidates=False)) == [(31, KernelEstimateSettings(candidates=False))]
     # a 3 px kernel has no smaller support, and threshold 0.02 makes the low-threshold run the same

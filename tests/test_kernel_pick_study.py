@@ -15,25 +15,23 @@ from train.degradations import add_gaussian_noise, blur, quantize_8bit
 skimage_data = pytest.importorskip("skimage.data")
 
 
-def _saved_cases(path, count: int = 2) -> list[float]:
+def _saved_cases(path, count: int = 2) -> None:
     """Cases in the sweep's --save-cases layout: runs = the true kernel, a delta and a too-wide
-    kernel; Wiener MSEs made up so that the true kernel is the best run. Returns the true MSEs."""
+    kernel; Wiener MSEs made up so that the true kernel is the best run."""
     k = linear_motion_kernel(9, 30)
     wide = linear_motion_kernel(17, 30)
     side = wide.shape[0]
     runs = np.stack([np.pad(k, (side - k.shape[0]) // 2), np.pad(np.ones((1, 1)), side // 2), wide])
-    saved, true_mse = {}, []
+    saved = {}
     for j in range(count):
         clean = skimage_data.astronaut()[100 + 40 * j : 196 + 40 * j, 150:246].astype(np.float32) / 255
         blurred = quantize_8bit(add_gaussian_noise(blur(clean, k.astype(np.float32)), 2.55, np.random.default_rng(j)))
         grey = blurred.mean(axis=2).astype(np.float64)
-        true_mse.append(1e-3)
         saved |= {f"{j}/blurred": np.rint(blurred * 255).astype(np.uint8), f"{j}/clean": clean, f"{j}/true_kernel": k,
                   f"{j}/kernels": runs, f"{j}/costs": np.array(kernel_costs(grey, list(runs), 2.55)),
                   f"{j}/run_mse": np.array([1e-3, 4e-3, 2e-3]), f"{j}/true_mse": np.array(1e-3),
                   f"{j}/name": np.array(f"photo{j} k")}
     np.savez_compressed(path, labels=np.array(["true", "delta", "wide"]), **saved)
-    return true_mse
 
 
 def test_pick_study_reports_the_oracle_and_each_weight(tmp_path, capsys):
