@@ -379,9 +379,9 @@ def resolve_kernel(kernel, color: np.ndarray, crop: int = DEFAULT_CROP,
     if spec.source == "estimate":
         found = estimate_kernel_candidates(_to_float(color), crop=crop, settings=estimator)
         # which run was kept and every run's two scores, so a manifest shows how close the pick was
-        energies = found.energies or (None,) * len(found.labels)
-        runs = [{"run": label, "cost": round(cost, 6)} | ({"l0_energy": round(energy, 8)} if energy is not None else {})
-                for label, cost, energy in zip(found.labels, found.costs, energies)]
+        runs = [{"run": label, "cost": round(cost, 6)} for label, cost in zip(found.labels, found.costs)]
+        for run, energy in zip(runs, found.energies):  # none when the pick ignores them
+            run["l0_energy"] = round(energy, 8)
         return found.kernel, {**spec.describe(), "crop": crop, "run": found.labels[found.chosen], "runs": runs}
     if spec.source == "motion-estimate":
         length, angle = estimate_linear_motion(_to_float(color))

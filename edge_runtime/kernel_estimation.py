@@ -735,8 +735,7 @@ def estimate_kernel_candidates(image: np.ndarray, kernel_size: int = 31, *, crop
     if noise_sigma is not None and not (math.isfinite(noise_sigma) and noise_sigma >= 0):
         raise KernelError(f"estimate: noise sigma must be a finite number >= 0, got {noise_sigma}")
     settings = settings.check()
-    grey = _grey(image, MIN_IMAGE_TO_KERNEL * kernel_size, "estimate")
-    region = _edge_richest_crop(grey, int(crop))
+    region = estimation_region(image, kernel_size, crop)
     if noise_sigma is None:
         noise_sigma = estimate_noise_sigma(region[..., None])
     runs = _candidate_runs(kernel_size, settings)
@@ -756,6 +755,12 @@ def estimate_kernel_candidates(image: np.ndarray, kernel_size: int = 31, *, crop
         energies = tuple(pool.map(lambda k: l0_energy(region, k), estimates)) if settings.pick_map_weight else ()
     costs = tuple(kernel_costs(region, list(estimates), noise_sigma))
     return KernelCandidates(estimates, labels, costs, pick_run(costs, energies, settings.pick_map_weight), energies)
+
+
+def estimation_region(image: np.ndarray, kernel_size: int, crop: int) -> np.ndarray:
+    """The grey crop :func:`estimate_kernel` works on: the crop x crop window with the most edge
+    content, float64 in [0, 1]; KernelError (one line) for an image too small for the kernel."""
+    return _edge_richest_crop(_grey(image, MIN_IMAGE_TO_KERNEL * kernel_size, "estimate"), int(crop))
 
 
 def pick_run(costs: tuple[float, ...], energies: tuple[float, ...], weight: float) -> int:

@@ -23,8 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edge_runtime.kernel_estimation import (DEFAULT_CROP, MIN_IMAGE_TO_KERNEL, _edge_richest_crop,  # noqa: E402
-                                            _grey, l0_energy, pick_run)
+from edge_runtime.kernel_estimation import DEFAULT_CROP, estimation_region, l0_energy, pick_run  # noqa: E402
 
 
 def load_cases(path: Path) -> tuple[list[dict], list[str]]:
@@ -46,7 +45,7 @@ def summary(label: str, cases: list[dict], picks: list[int]) -> str:
 def study(path: Path, weights: list[float]) -> None:
     cases, labels = load_cases(path)
     for case in cases:
-        region = _edge_richest_crop(_grey(case["blurred"], MIN_IMAGE_TO_KERNEL * 3, "study"), DEFAULT_CROP)
+        region = estimation_region(case["blurred"], case["kernels"].shape[-1], DEFAULT_CROP)
         case["energies"] = np.array([l0_energy(region, k) for k in case["kernels"]])
     wiener_true = np.mean([-10 * np.log10(float(c["true_mse"])) for c in cases])
     print(f"{path.name}: {len(cases)} cases, {len(labels)} runs each; Wiener with the true kernel {wiener_true:.2f} dB")
