@@ -282,6 +282,17 @@ def edge_taper_pad(img: np.ndarray, kernel: np.ndarray, margin: int, extra: tupl
     return weight * padded + (1.0 - weight) * blurred
 
 
+def wiener_regulariser(shape: tuple[int, int], sigma: float,
+                       prior_gradient_energy: float = WIENER_PRIOR_GRADIENT_ENERGY) -> np.ndarray:
+    """K(f) = (sigma / 255)^2 |D(f)|^2 / A of :func:`wiener_deconvolve`'s natural-image prior on
+    the rfft2 half plane of an HxW grid (sigma on the 0-255 scale, floored at 0.5)."""
+    s = max(float(sigma), 0.5) / PIXEL_MAX
+    wy = 2 * np.pi * np.fft.fftfreq(shape[0])
+    wx = 2 * np.pi * np.fft.rfftfreq(shape[1])  # the half plane rfft2 keeps
+    grad_spec = 4 * np.sin(wy[:, None] / 2) ** 2 + 4 * np.sin(wx[None, :] / 2) ** 2
+    return (s * s / float(prior_gradient_energy)) * grad_spec
+
+
 def wiener_deconvolve(
     img: np.ndarray,
     kernel: np.ndarray,
@@ -326,11 +337,7 @@ def wiener_deconvolve(
             raise ValueError(f"nsr must be >= 0, got {nsr}")
         reg = np.full(H.shape, float(nsr))
     else:
-        s = max(float(sigma), 0.5) / PIXEL_MAX
-        wy = 2 * np.pi * np.fft.fftfreq(ph)
-        wx = 2 * np.pi * np.fft.rfftfreq(pw)  # the half plane rfft2 keeps
-        grad_spec = 4 * np.sin(wy[:, None] / 2) ** 2 + 4 * np.sin(wx[None, :] / 2) ** 2
-        reg = (s * s / float(prior_gradient_energy)) * grad_spec
+        reg = wiener_regulariser((ph, pw), float(sigma), prior_gradient_energy)
     denom = np.abs(H) ** 2 + reg
     denom[denom == 0] = 1e-12  # only when nsr == 0 and H has an exact zero
     G = np.conj(H) / denom

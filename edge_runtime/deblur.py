@@ -17,7 +17,9 @@ sees the image rotated/flipped by transform i mod 8 and turned back after (DPIR'
 geometric self-ensemble, `PnPSchedule.self_ensemble`), at no extra cost.
 
 Borders: the image is padded by reflection by at least the kernel size and the margin tapered
-(`classic.edge_taper_pad`), so the FFT's wrap-around does not ring into the image. Large images
+(`classic.edge_taper_pad`), so the FFT's wrap-around does not ring into the image; then a few Wiener
+passes replace that margin by the blur of an estimate of the scene past the borders
+(`PnPSchedule.boundary_passes`), as the pixels near a border were blurred from it. Large images
 are deconvolved in blocks with margins of real neighbouring pixels (:class:`BlockPlan`), so memory
 stays bounded by the block size whatever the photo's size.
 """
@@ -31,7 +33,8 @@ from typing import Callable
 
 import numpy as np
 
-from .classic import _as_kernel, _fast_len, _from_float, _otf, _to_float, estimate_noise_sigma, taper_weight
+from .classic import (_as_kernel, _fast_len, _from_float, _otf, _to_float, estimate_noise_sigma, taper_weight,
+                      wiener_regulariser)
 from .errors import KernelError, UsageError
 from .kernel_estimation import DEFAULT_CROP, KernelEstimateSettings, estimate_kernel_candidates, estimate_linear_motion
 
@@ -86,10 +89,16 @@ class PnPSchedule:
     # True: prior step i sees the image rotated/flipped by transform i mod 8 and the result is turned
     # back (DPIR's periodic geometric self-ensemble): free, and +0.05 dB at 4 iterations in the sweep
     self_ensemble: bool = True
+    # Wiener passes that estimate the blurred image past the borders before HQS starts (unknown
+    # boundaries, :func:`pnp_deconvolve_block`); 0: the reflected, tapered margin alone
+    boundary_passes: int = 3
 
     def check(self) -> "PnPSchedule":
         if self.iterations < 1:
             raise UsageError(f"PnP needs at least 1 iteration, got {self.iterations}")
+        if isinstance(self.boundary_passes, bool) or not isinstance(self.boundary_passes, (int, np.integer)) \
+                or self.boundary_passes < 0:
+            raise UsageError(f"PnP boundary passes must be an integer >= 0, got {self.boundary_passes!r}")
         if not (math.isfinite(self.weight) and self.weight > 0):
             raise UsageError(f"PnP weight must be a positive number, got {self.weight}")
         if not (math.isfinite(self.start_sigma) and self.start_sigma > 0):
@@ -218,13 +227,15 @@ def pnp_deconvolve_block(
     z_spectrum = fft.rfft2(padded)  # HQS starts from the blurred image itself
     del padded
     KY = np.conj(H) * z_spectrum
+    inner = (slice(None), slice(margin, margin + h), slice(margin, margin + w))
+    if schedule.boundary_passes:
+        KY = _boundary_spectrum(KY, H, H2, image, inner, (ph, pw), noise_sigma, schedule.boundary_passes, fft)
     del H
 
     def data_step(z_spectrum: np.ndarray, a: float) -> np.ndarray:
         """The closed-form x for weight a; consumes (overwrites) z_spectrum."""
         return fft.irfft2(hqs_data_spectrum(KY, H2, z_spectrum, a), (ph, pw))
 
-    inner = (slice(None), slice(margin, margin + h), slice(margin, margin + w))
     alphas = schedule.alphas(noise_sigma)
     for i, (a, beta) in enumerate(zip(alphas, schedule.relaxations(noise_sigma))):
         x = data_step(z_spectrum, a)
@@ -252,6 +263,34 @@ def pnp_deconvolve_block(
     # scored higher than the denoiser's own output in the schedule sweep (docs/deblur.md)
     result = data_step(z_spectrum, alphas[-1]) if schedule.output == "data" else z
     return np.ascontiguousarray(result[inner].transpose(1, 2, 0))
+
+
+def _boundary_spectrum(ky: np.ndarray, H: np.ndarray, h2: np.ndarray, image: np.ndarray, inner: tuple,
+                       shape: tuple[int, int], noise_sigma: float, passes: int, fft: PlaneFFT) -> np.ndarray:
+    """conj(K) Y for a margin that continues the blur past the image's borders (the unknown
+    boundary), from `ky`, that of the reflected and tapered margin (consumed).
+
+    The scene goes on past the frame, and the pixels near a border are blurred from parts of it
+    the photo does not show. A reflected, tapered margin is not the blur of any sharp image, so
+    the data steps deconvolve it into structure that the borders inherit. Each pass fills the
+    margin with the blur of the current Wiener estimate (the natural-image prior of
+    classic.wiener_deconvolve at `noise_sigma`), keeps the measured pixels (`image`, HxWxC
+    float32, at `inner` in the `shape` padded planes) and recomputes conj(K) Y: fixed-point steps
+    towards the unknown-boundary model (Reeves, "Fast image restoration without boundary
+    artifacts", IEEE TIP 2005), one FFT pair each.
+    """
+    wiener_denominator = (h2 + wiener_regulariser(shape, noise_sigma)).astype(np.float32)
+    measured = image.transpose(2, 0, 1)
+    for _ in range(passes):
+        ky /= wiener_denominator  # the Wiener estimate's spectrum ...
+        ky *= H  # ... blurred again
+        extended = fft.irfft2(ky, shape)
+        del ky
+        extended[inner] = measured
+        ky = fft.rfft2(extended)
+        del extended
+        ky *= np.conj(H)
+    return ky
 
 
 @dataclass(frozen=True)

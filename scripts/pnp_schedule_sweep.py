@@ -31,8 +31,11 @@ from train.degradations import add_gaussian_noise, blur, quantize_8bit  # noqa: 
 SHARED = ROOT.parent / "shared" / "datasets"
 
 
-def blurred_set(folder: Path, kernel_dirs: list[Path], count: int, crop: int, sigma: float) -> list[tuple]:
-    """(clean, blurred, kernel) triples: training photos (held-out slice excluded), kernels in turn."""
+def blurred_set(folder: Path, kernel_dirs: list[Path], count: int, crop: int, sigma: float,
+                scene: bool = False) -> list[tuple]:
+    """(clean, blurred, kernel) triples: training photos (held-out slice excluded), kernels in turn;
+    `scene`: the crop is blurred from the photo around it (a 'valid' convolution, as a camera sees
+    a scene that goes on past the frame) instead of from its own reflection (train.degradations.blur)."""
     photos = [p for p in list_images(folder) if not is_held_out(p)]
     step = max(1, len(photos) // count)
     kernels = [np.load(k) for d in kernel_dirs for k in sorted(d.glob("*.npy"))]
@@ -44,8 +47,22 @@ def blurred_set(folder: Path, kernel_dirs: list[Path], count: int, crop: int, si
         clean = img[y0 : y0 + crop, x0 : x0 + crop]
         for j in range(i % 4, len(kernels), max(1, len(kernels) // 5)):  # a spread of kernels per photo
             k = kernels[j].astype(np.float32) / kernels[j].sum()
-            triples.append((clean, quantize_8bit(add_gaussian_noise(blur(clean, k), sigma, rng)), k))
+            seen = scene_blur(img, k, y0, x0, crop) if scene else blur(clean, k)
+            triples.append((clean, quantize_8bit(add_gaussian_noise(seen, sigma, rng)), k))
     return triples
+
+
+def scene_blur(img: np.ndarray, k: np.ndarray, y0: int, x0: int, crop: int) -> np.ndarray:
+    """The crop x crop window at (y0, x0) of `img` blurred by `k` from the pixels around it (the
+    kernel's centre as train.degradations.blur places it; the photo's edge reflected where the
+    window comes within a kernel of it)."""
+    from scipy.signal import fftconvolve
+
+    kh, kw = k.shape
+    top, left = (kh - 1) // 2, (kw - 1) // 2
+    padded = np.pad(img, ((kh, kh), (kw, kw), (0, 0)), mode="reflect")
+    window = padded[kh + y0 - top : kh + y0 + crop + kh - 1 - top, kw + x0 - left : kw + x0 + crop + kw - 1 - left]
+    return np.stack([fftconvolve(window[..., c], k, mode="valid") for c in range(img.shape[2])], -1).astype(np.float32)
 
 
 def torch_denoiser(path: str, threads: int):
@@ -84,6 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--self-ensembles", default="1",
                    help="comma list: 1 (the default: prior step i sees transform i mod 8), 0 (off; the sweeps before "
                         "self-ensemble existed)")
+    p.add_argument("--boundary-passes", default="3",
+                   help="comma list: Wiener passes that estimate the blur past the borders (PnPSchedule.boundary_passes; "
+                        "3, the default; 0: the reflected, tapered margin alone, as the sweeps before them)")
+    p.add_argument("--scene", action="store_true",
+                   help="blur each crop from the photo around it (the scene goes on past the frame) instead of "
+                        "from its own reflection")
     p.add_argument("--kernel-sets", default="levin09_npy,kernels12_npy",
                    help="comma list of folders under blur_kernels (default both)")
     p.add_argument("--threads", type=int, default=1)
@@ -94,11 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"pnp_schedule_sweep: missing data folder(s): {', '.join(missing)}", file=sys.stderr)
         return 66
-    triples = blurred_set(Path(args.data), kernel_dirs, args.images, args.crop, args.sigma)
+    triples = blurred_set(Path(args.data), kernel_dirs, args.images, args.crop, args.sigma, args.scene)
     restore = (torch_denoiser(args.model, args.threads) if args.model.endswith(".pt")
                else load_model(args.model, threads=args.threads).restore)
     sn = float(np.hypot(args.sigma, 1 / np.sqrt(12)))  # the 8-bit rounding adds to the noise
-    print(f"{len(triples)} blurred crops of {args.crop} px, sigma {args.sigma}; model {args.model}")
+    print(f"{len(triples)} blurred crops of {args.crop} px, sigma {args.sigma}"
+          f"{', blurred from the scene around them' if args.scene else ''}; model {args.model}")
     wiener = np.mean([psnr(to_8bit(wiener_deconvolve(y, k, sigma=sn)), c) for c, y, k in triples])
     blurred = np.mean([psnr(y, c) for c, y, _ in triples])
     print(f"{'blurred input':<50} {blurred:6.2f} dB")
@@ -106,15 +130,16 @@ def main(argv: list[str] | None = None) -> int:
     floats = lambda text: [float(v) for v in text.split(",")]  # noqa: E731
     grid = itertools.product([int(v) for v in args.iterations.split(",")], floats(args.weights),
                              floats(args.start_sigmas), floats(args.relax_sigmas), args.outputs.split(","),
-                             [bool(int(v)) for v in args.self_ensembles.split(",")])
-    for iters, weight, start, relax, output, ensemble in grid:
+                             [bool(int(v)) for v in args.self_ensembles.split(",")],
+                             [int(v) for v in args.boundary_passes.split(",")])
+    for iters, weight, start, relax, output, ensemble, passes in grid:
         schedule = PnPSchedule(iterations=iters, weight=weight, start_sigma=start, relax_sigma=relax,
-                               output=output, self_ensemble=ensemble).check()
+                               output=output, self_ensemble=ensemble, boundary_passes=passes).check()
         t0 = time.perf_counter()
         score = np.mean([psnr(to_8bit(pnp_deconvolve_block(y, k, restore, sn, schedule)), c)
                          for c, y, k in triples])
         label = (f"pnp it={iters} lambda={weight:g} start={start:g} relax={relax:g} out={output}"
-                 + (" ensemble" if ensemble else ""))
+                 + (" ensemble" if ensemble else "") + (f" boundary={passes}" if passes else ""))
         print(f"{label:<50} {score:6.2f} dB  ({score - wiener:+.2f} vs wiener, {time.perf_counter() - t0:.1f} s)",
               flush=True)
     return 0

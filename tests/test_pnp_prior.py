@@ -107,3 +107,20 @@ def test_schedule_sweep_scores_a_training_checkpoint_like_its_int8_export(capsys
         scores[model] = float(re.search(r"pnp it=2 .*?(\d+\.\d+) dB", out).group(1))
         assert scores[model] > wiener
     assert abs(scores["deblur_prior_qat.pt"] - scores["deblur_prior_int8.tflite"]) < 0.3
+
+
+def test_schedule_sweep_scene_blur_is_the_photo_blurred_then_cropped():
+    """--scene blurs each crop from the photo around it: the same pixels as blurring the whole
+    photo (its edge reflected, as train.degradations.blur does) and cutting the crop out after,
+    also for a crop that touches the photo's edge."""
+    from script_module import load_script
+
+    from edge_runtime.kernels import linear_motion_kernel
+    from train.degradations import blur
+
+    sweep = load_script("pnp_schedule_sweep")
+    photo = np.random.default_rng(3).random((70, 90, 3)).astype(np.float32)
+    k = linear_motion_kernel(9, 30).astype(np.float32)
+    whole = blur(photo, k)
+    for y0, x0 in ((20, 30), (0, 0), (70 - 32, 90 - 32)):
+        np.testing.assert_allclose(sweep.scene_blur(photo, k, y0, x0, 32), whole[y0 : y0 + 32, x0 : x0 + 32], atol=1e-5)
