@@ -89,9 +89,10 @@ class PnPSchedule:
     # True: prior step i sees the image rotated/flipped by transform i mod 8 and the result is turned
     # back (DPIR's periodic geometric self-ensemble): free, and +0.05 dB at 4 iterations in the sweep
     self_ensemble: bool = True
-    # Wiener passes that estimate the blurred image past the borders before HQS starts (unknown
-    # boundaries, :func:`pnp_deconvolve_block`); 0: the reflected, tapered margin alone
-    boundary_passes: int = 3
+    # Wiener passes that estimate the blurred image past the borders before HQS starts (the unknown
+    # boundary, :func:`_observed_spectrum`); 0: the reflected, tapered margin alone. 2 in the
+    # sweep: +0.35 dB, one FFT pair each (3: +0.06 dB more for another pair; docs/deblur.md)
+    boundary_passes: int = 2
 
     def check(self) -> "PnPSchedule":
         if self.iterations < 1:
@@ -194,7 +195,8 @@ def pnp_deconvolve_block(
     schedule: PnPSchedule = PnPSchedule(), progress: Callable[[], None] | None = None,
     fft: PlaneFFT | None = None,
 ) -> np.ndarray:
-    """HQS PnP on one HxWxC float32 image in [0, 1] (whole, edge-tapered); returns float32 HxWxC.
+    """HQS PnP on one HxWxC float32 image in [0, 1] (whole; its margin estimated by
+    `schedule.boundary_passes`, or tapered with none); returns float32 HxWxC.
 
     `denoise` maps an HxWxC float32 image to its denoised version; `progress()` is called after
     each denoiser pass; `fft` runs the transforms (default: one thread).
@@ -207,29 +209,14 @@ def pnp_deconvolve_block(
     extra = (_fast_len(h + 2 * margin) - h - 2 * margin, _fast_len(w + 2 * margin) - w - 2 * margin)
     # channel planes (C x H x W): FFTs over contiguous planes ran 2.5x faster than over the
     # interleaved H x W x C layout (numpy's pocketfft, measured), and the data step is their cost.
-    # The edge taper is classic.edge_taper_pad's, in float32 on these planes and threads.
     # In-place arithmetic below keeps a block's peak near 9 float32 stacks of its padded planes
     # (160 MB for a full 1150 px block, tracemalloc; 205 MB before, with plain expressions).
-    padded = np.pad(image.astype(np.float32).transpose(2, 0, 1),
-                    ((0, 0), (margin, margin + extra[0]), (margin, margin + extra[1])), mode="reflect")
-    ph, pw = padded.shape[1:]
+    ph, pw = h + 2 * margin + extra[0], w + 2 * margin + extra[1]
     H = _otf(k, (ph, pw)).astype(np.complex64)
     H2 = (H.real**2 + H.imag**2).astype(np.float32)
-    weight = taper_weight((ph, pw), margin, extra).astype(np.float32)
-    spectrum = fft.rfft2(padded)
-    spectrum *= H
-    blurred = fft.irfft2(spectrum, (ph, pw))
-    del spectrum
-    blurred *= 1 - weight
-    padded *= weight
-    padded += blurred
-    del blurred, weight
-    z_spectrum = fft.rfft2(padded)  # HQS starts from the blurred image itself
-    del padded
-    KY = np.conj(H) * z_spectrum
+    z_spectrum = _observed_spectrum(image, H, H2, margin, extra, noise_sigma, schedule.boundary_passes, fft)
+    KY = np.conj(H) * z_spectrum  # HQS starts from the blurred image itself (z_spectrum)
     inner = (slice(None), slice(margin, margin + h), slice(margin, margin + w))
-    if schedule.boundary_passes:
-        KY = _boundary_spectrum(KY, H, H2, image, inner, (ph, pw), noise_sigma, schedule.boundary_passes, fft)
     del H
 
     def data_step(z_spectrum: np.ndarray, a: float) -> np.ndarray:
@@ -265,32 +252,47 @@ def pnp_deconvolve_block(
     return np.ascontiguousarray(result[inner].transpose(1, 2, 0))
 
 
-def _boundary_spectrum(ky: np.ndarray, H: np.ndarray, h2: np.ndarray, image: np.ndarray, inner: tuple,
-                       shape: tuple[int, int], noise_sigma: float, passes: int, fft: PlaneFFT) -> np.ndarray:
-    """conj(K) Y for a margin that continues the blur past the image's borders (the unknown
-    boundary), from `ky`, that of the reflected and tapered margin (consumed).
+def _observed_spectrum(image: np.ndarray, H: np.ndarray, h2: np.ndarray, margin: int, extra: tuple[int, int],
+                       noise_sigma: float, passes: int, fft: PlaneFFT) -> np.ndarray:
+    """The spectrum of the blurred image (HxWxC float32) on the padded planes HQS works on.
 
-    The scene goes on past the frame, and the pixels near a border are blurred from parts of it
-    the photo does not show. A reflected, tapered margin is not the blur of any sharp image, so
-    the data steps deconvolve it into structure that the borders inherit. Each pass fills the
-    margin with the blur of the current Wiener estimate (the natural-image prior of
-    classic.wiener_deconvolve at `noise_sigma`), keeps the measured pixels (`image`, HxWxC
-    float32, at `inner` in the `shape` padded planes) and recomputes conj(K) Y: fixed-point steps
-    towards the unknown-boundary model (Reeves, "Fast image restoration without boundary
-    artifacts", IEEE TIP 2005), one FFT pair each.
+    The image is padded by reflection (`margin` px, `extra` more at the bottom and right) and the
+    margin tapered (classic.edge_taper_pad's blend with its own blur by the kernel H, so that the
+    planes join smoothly across the FFT's wrap-around). Then, the unknown boundary: the scene goes
+    on past the frame, and the pixels near a border are blurred from parts of it the photo does
+    not show. A reflected margin is not the blur of any sharp image, so the data steps would
+    deconvolve it into structure that the borders inherit. Each of the `passes` fills the margin
+    with the blur of the current Wiener estimate, F^-1[|K|^2 Y / (|K|^2 + R)] with the
+    natural-image prior R of classic.wiener_deconvolve at `noise_sigma`, and puts the measured
+    pixels back: fixed-point steps towards the unknown-boundary model (Reeves, "Fast image
+    restoration without boundary artifacts", IEEE TIP 2005), one FFT pair each. Every buffer is
+    dropped as soon as it is used: this runs at a block's memory peak.
     """
-    wiener_denominator = (h2 + wiener_regulariser(shape, noise_sigma)).astype(np.float32)
-    measured = image.transpose(2, 0, 1)
+    h, w = image.shape[:2]
+    measured = np.asarray(image, np.float32).transpose(2, 0, 1)
+    planes = np.pad(measured, ((0, 0), (margin, margin + extra[0]), (margin, margin + extra[1])), mode="reflect")
+    shape = planes.shape[1:]
+    weight = taper_weight(shape, margin, extra).astype(np.float32)
+    spectrum = fft.rfft2(planes)
+    spectrum *= H
+    blurred = fft.irfft2(spectrum, shape)
+    del spectrum
+    blurred *= 1 - weight
+    planes *= weight
+    planes += blurred
+    del blurred, weight
+    spectrum = fft.rfft2(planes)
+    del planes
+    if passes:
+        reblur = (h2 / (h2 + wiener_regulariser(shape, noise_sigma))).astype(np.float32)
     for _ in range(passes):
-        ky /= wiener_denominator  # the Wiener estimate's spectrum ...
-        ky *= H  # ... blurred again
-        extended = fft.irfft2(ky, shape)
-        del ky
-        extended[inner] = measured
-        ky = fft.rfft2(extended)
-        del extended
-        ky *= np.conj(H)
-    return ky
+        spectrum *= reblur
+        planes = fft.irfft2(spectrum, shape)
+        del spectrum
+        planes[:, margin : margin + h, margin : margin + w] = measured
+        spectrum = fft.rfft2(planes)
+        del planes
+    return spectrum
 
 
 @dataclass(frozen=True)

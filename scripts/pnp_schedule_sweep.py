@@ -101,9 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--self-ensembles", default="1",
                    help="comma list: 1 (the default: prior step i sees transform i mod 8), 0 (off; the sweeps before "
                         "self-ensemble existed)")
-    p.add_argument("--boundary-passes", default="3",
+    p.add_argument("--boundary-passes", default="2",
                    help="comma list: Wiener passes that estimate the blur past the borders (PnPSchedule.boundary_passes; "
-                        "3, the default; 0: the reflected, tapered margin alone, as the sweeps before them)")
+                        "2, the default; 0: the reflected, tapered margin alone, as the sweeps before them)")
     p.add_argument("--scene", action="store_true",
                    help="blur each crop from the photo around it (the scene goes on past the frame) instead of "
                         "from its own reflection")
