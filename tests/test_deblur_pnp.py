@@ -60,7 +60,8 @@ def test_boundary_passes_restore_the_borders_of_a_photo_cut_from_a_larger_scene(
     blurred = quantize_8bit(add_gaussian_noise(seen, 2.55, np.random.default_rng(0)))
     band = np.ones((side, side), bool)
     band[15:-15, 15:-15] = False
-    plain, passes = (pnp_deconvolve(blurred, k, model, 2.57, PnPSchedule(boundary_passes=n)) for n in (0, 3))
+    plain = pnp_deconvolve(blurred, k, model, 2.57, PnPSchedule(boundary_passes=0))
+    passes = pnp_deconvolve(blurred, k, model, 2.57, PnPSchedule())  # the default: two passes
     assert psnr(passes[band], clean[band]) > psnr(plain[band], clean[band]) + 1.0
     assert psnr(passes, clean) > psnr(plain, clean) + 0.4
     assert psnr(passes[~band], clean[~band]) > psnr(plain[~band], clean[~band])
