@@ -214,9 +214,9 @@ def pnp_deconvolve_block(
     ph, pw = h + 2 * margin + extra[0], w + 2 * margin + extra[1]
     H = _otf(k, (ph, pw)).astype(np.complex64)
     H2 = (H.real**2 + H.imag**2).astype(np.float32)
-    z_spectrum = _observed_spectrum(image, H, H2, margin, extra, noise_sigma, schedule.boundary_passes, fft)
-    KY = np.conj(H) * z_spectrum  # HQS starts from the blurred image itself (z_spectrum)
     inner = (slice(None), slice(margin, margin + h), slice(margin, margin + w))
+    z_spectrum = _observed_spectrum(image, H, H2, margin, extra, inner, noise_sigma, schedule.boundary_passes, fft)
+    KY = np.conj(H) * z_spectrum  # HQS starts from the blurred image itself (z_spectrum)
     del H
 
     def data_step(z_spectrum: np.ndarray, a: float) -> np.ndarray:
@@ -253,7 +253,7 @@ def pnp_deconvolve_block(
 
 
 def _observed_spectrum(image: np.ndarray, H: np.ndarray, h2: np.ndarray, margin: int, extra: tuple[int, int],
-                       noise_sigma: float, passes: int, fft: PlaneFFT) -> np.ndarray:
+                       inner: tuple, noise_sigma: float, passes: int, fft: PlaneFFT) -> np.ndarray:
     """The spectrum of the blurred image (HxWxC float32) on the padded planes HQS works on.
 
     The image is padded by reflection (`margin` px, `extra` more at the bottom and right) and the
@@ -264,11 +264,10 @@ def _observed_spectrum(image: np.ndarray, H: np.ndarray, h2: np.ndarray, margin:
     deconvolve it into structure that the borders inherit. Each of the `passes` fills the margin
     with the blur of the current Wiener estimate, F^-1[|K|^2 Y / (|K|^2 + R)] with the
     natural-image prior R of classic.wiener_deconvolve at `noise_sigma`, and puts the measured
-    pixels back: fixed-point steps towards the unknown-boundary model (Reeves, "Fast image
+    pixels back (at `inner` in the planes): fixed-point steps towards the unknown-boundary model (Reeves, "Fast image
     restoration without boundary artifacts", IEEE TIP 2005), one FFT pair each. Every buffer is
     dropped as soon as it is used: this runs at a block's memory peak.
     """
-    h, w = image.shape[:2]
     measured = np.asarray(image, np.float32).transpose(2, 0, 1)
     planes = np.pad(measured, ((0, 0), (margin, margin + extra[0]), (margin, margin + extra[1])), mode="reflect")
     shape = planes.shape[1:]
@@ -289,7 +288,7 @@ def _observed_spectrum(image: np.ndarray, H: np.ndarray, h2: np.ndarray, margin:
         spectrum *= reblur
         planes = fft.irfft2(spectrum, shape)
         del spectrum
-        planes[:, margin : margin + h, margin : margin + w] = measured
+        planes[inner] = measured
         spectrum = fft.rfft2(planes)
         del planes
     return spectrum
