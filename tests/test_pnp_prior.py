@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from edge_runtime.metrics import psnr
-from train.degradations import DegradationConfig, anisotropic_gaussian_kernel, degrade
+from train.degradations import DegradationConfig, degrade
 from train.pnp_prior import PNP_KERNEL_MAX, pnp_batch, random_pnp_kernel
 
 CFG = DegradationConfig(task="pnp-prior")
@@ -22,21 +22,6 @@ def test_random_kernels_are_normalised_and_fit_the_cap():
         k = random_pnp_kernel(rng)
         assert k.ndim == 2 and max(k.shape) <= PNP_KERNEL_MAX and k.min() >= 0
         assert abs(k.sum() - 1) < 1e-9
-
-
-@pytest.mark.parametrize("major,minor,angle", [(3.0, 1.0, 30.0), (2.0, 2.0, 0.0), (1.2, 3.4, 135.0)])
-def test_anisotropic_gaussian_has_its_stds_along_and_across_its_angle(major, minor, angle):
-    k = anisotropic_gaussian_kernel(major, minor, angle)
-    assert k.shape[0] == k.shape[1] == 2 * int(np.ceil(3 * max(major, minor))) + 1
-    assert abs(k.sum() - 1) < 1e-12 and k.min() >= 0
-    ax = np.arange(k.shape[0]) - (k.shape[0] - 1) / 2
-    y, x = np.meshgrid(ax, ax, indexing="ij")
-    t = np.deg2rad(angle)
-    along, across = x * np.cos(t) - y * np.sin(t), x * np.sin(t) + y * np.cos(t)  # rows grow downwards
-    # second moments of the kernel along and across the axis (3-sigma truncation trims ~3%)
-    assert np.sqrt((k * along**2).sum()) == pytest.approx(major, rel=0.03)
-    assert np.sqrt((k * across**2).sum()) == pytest.approx(minor, rel=0.03)
-    assert abs((k * along * across).sum()) < 0.01 * major * minor  # no tilt beyond the square crop's
 
 
 def test_first_iteration_inputs_are_8_bit_reproducible_and_blurred(patch):

@@ -57,21 +57,6 @@ def jpeg_compress(img: np.ndarray, quality: int) -> np.ndarray:
 defocus_kernel = disk_kernel
 
 
-def anisotropic_gaussian_kernel(sigma_major: float, sigma_minor: float, angle: float) -> np.ndarray:
-    """Gaussian blur with std `sigma_major` px along `angle` degrees and `sigma_minor` across it
-    (astigmatic or decentred lens blur, the anisotropic Gaussians of the super-resolution and
-    deblurring literature); odd size 6 x the larger sigma + 1, sum 1."""
-    size = 2 * int(np.ceil(3 * max(sigma_major, sigma_minor))) + 1
-    ax = np.arange(size, dtype=np.float64) - (size - 1) / 2
-    y, x = np.meshgrid(ax, ax, indexing="ij")
-    theta = np.deg2rad(angle)
-    # rows grow downwards, so +angle turns counter-clockwise on screen as in linear_motion_kernel
-    along = x * np.cos(theta) - y * np.sin(theta)
-    across = x * np.sin(theta) + y * np.cos(theta)
-    k = np.exp(-0.5 * ((along / max(sigma_major, 1e-6)) ** 2 + (across / max(sigma_minor, 1e-6)) ** 2))
-    return k / k.sum()
-
-
 def motion_kernel(rng: np.random.Generator, size: int = 25, steps: int = 64) -> np.ndarray:
     """Random camera-shake kernel from a smooth random-walk trajectory (after Boracchi & Foi).
 

@@ -7,7 +7,7 @@ frequencies, and, from the second iteration on, its own previous output wherever
 A prior trained on exactly that (task `pnp-prior`) is still a plain RGB-in, RGB-out denoiser, so it
 runs through the same QAT -> ONNX -> INT8 path and the same tiler.
 
-Each sample: a random kernel (camera shake, linear motion, defocus or anisotropic Gaussian, up to
+Each sample: a random kernel (camera shake, linear motion, defocus or Gaussian, up to
 `PNP_KERNEL_MAX` px), circular blur of the clean patch (so the data step's FFT model is exact),
 Gaussian noise, 8-bit rounding; then an HQS schedule of random length run for a random number of
 iterations with `prior` (the model being trained, no gradient) as the denoiser, as
@@ -30,7 +30,7 @@ from edge_runtime.contract import PIXEL_MAX
 from edge_runtime.deblur import PnPSchedule, hqs_data_spectrum
 from edge_runtime.kernels import linear_motion_kernel
 
-from .degradations import DegradationConfig, anisotropic_gaussian_kernel, defocus_kernel, motion_kernel, quantize_8bit
+from .degradations import DegradationConfig, defocus_kernel, gaussian_kernel, motion_kernel, quantize_8bit
 
 #: Largest kernel side drawn (the Levin kernels reach 27 px, camera shake in phones ~30).
 PNP_KERNEL_MAX = 31
@@ -43,22 +43,18 @@ Prior = Callable[[np.ndarray], np.ndarray]  # NxHxWxC float32 8-bit-rounded in, 
 
 
 def random_pnp_kernel(rng: np.random.Generator, max_size: int = PNP_KERNEL_MAX) -> np.ndarray:
-    """Two fifths camera shake (random trajectory in 13..max_size px), a fifth uniform linear
-    motion (5..max_size-2 px, any angle), 15% defocus (radius 1-6 px) and a quarter Gaussian blur
-    (std 0.6-3.5 px along each of two axes at any angle: isotropic to strongly anisotropic);
-    float64, sum 1."""
+    """Half camera shake (random trajectory in 13..max_size px), a quarter uniform linear motion
+    (5..max_size-2 px, any angle), the rest defocus or Gaussian blur; float64, sum 1."""
     u = rng.random()
-    if u < 0.4:
+    if u < 0.5:
         size = int(rng.integers(6, max_size // 2 + 1)) * 2 + 1
         k = motion_kernel(rng, size)
-    elif u < 0.6:
-        k = linear_motion_kernel(rng.uniform(5.0, max_size - 2.0), rng.uniform(0.0, 180.0))
     elif u < 0.75:
+        k = linear_motion_kernel(rng.uniform(5.0, max_size - 2.0), rng.uniform(0.0, 180.0))
+    elif u < 0.875:
         k = defocus_kernel(rng.uniform(1.0, 6.0))
     else:
-        # at 1% noise a Gaussian of std > 1.5 px leaves most frequencies to the prior, which the
-        # previous mix (an eighth, isotropic only) trained least: PnP gained ~1 dB there, 2-4 on shake
-        k = anisotropic_gaussian_kernel(rng.uniform(0.6, 3.5), rng.uniform(0.6, 3.5), rng.uniform(0.0, 180.0))
+        k = gaussian_kernel(rng.uniform(0.6, 3.0))
     k = np.asarray(k, dtype=np.float64)
     return k / k.sum()
 
