@@ -834,7 +834,8 @@ def _run_jobs(
                     if show and (info.noise_sigma_estimated or pnp.spec.blind):
                         bar.close()
                         src = job.deblur["kernel"]
-                        params = ", ".join(f"{k} {v}" for k, v in src.items() if k not in ("source", "shape"))
+                        # every run's scores go to the --json manifest only: a line, not a table
+                        params = ", ".join(f"{k} {v}" for k, v in src.items() if k not in ("source", "shape", "runs"))
                         print(f"{PROG}: {job.input}: kernel {src['source']} {src['shape'][1]}x{src['shape'][0]}"
                               + (f" ({params})" if params else "")
                               + (f", estimated noise sigma {info.noise_sigma:.2f} (0-255; set it with --noise-sigma)"

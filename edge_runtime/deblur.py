@@ -422,7 +422,12 @@ def resolve_kernel(kernel, color: np.ndarray, crop: int = DEFAULT_CROP,
         runs = [{"run": label, "cost": round(cost, 6)} for label, cost in zip(found.labels, found.costs)]
         for run, energy in zip(runs, found.energies):  # none when the pick ignores them
             run["l0_energy"] = round(energy, 8)
-        return found.kernel, {**spec.describe(), "crop": crop, "run": found.labels[found.chosen], "runs": runs}
+        source = {**spec.describe(), "crop": crop, "run": found.labels[found.chosen], "runs": runs}
+        if found.no_blur:
+            peak = float(found.kernels[found.chosen].max())
+            source["blur"] = (f"none found (the kept run peaks at {peak:.2f} >= no_blur_peak "
+                              f"{estimator.no_blur_peak:g}): a delta kernel, the image is only denoised")
+        return found.kernel, source
     if spec.source == "motion-estimate":
         length, angle = estimate_linear_motion(_to_float(color))
         return linear_motion_kernel(length, angle), {**spec.describe(), "length": round(length, 3),

@@ -3,6 +3,7 @@
     python scripts/kernel_estimation_sweep.py --motion-cases 0 --tune --whole --all-pairs --images 8 \\
         --kernel-sets levin09_npy,kernels12_npy --each-run --save-cases runs/cases.npz
     python scripts/kernel_pick_study.py runs/cases_levin09_npy.npz runs/cases_kernels12_npy.npz --weights 0,1,2
+    python scripts/kernel_pick_study.py runs/cases_levin09_npy.npz runs/cases_kernels12_npy.npz --peaks
 
 The sweep saves, per case, the blurred photo, every run's kernel, its marginal cost and the MSE of
 Wiener deconvolution with it (the sweep's proxy for the result). This script recomputes what the
@@ -23,7 +24,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edge_runtime.kernel_estimation import DEFAULT_CROP, estimation_region, l0_energy, pick_run  # noqa: E402
+from edge_runtime.kernel_estimation import (DEFAULT_CROP, KernelEstimateSettings, estimation_region, l0_energy,  # noqa: E402
+                                            pick_run)
 
 
 def load_cases(path: Path) -> tuple[list[dict], list[str]]:
@@ -40,6 +42,15 @@ def summary(label: str, cases: list[dict], picks: list[int]) -> str:
     ratio = mse / np.array([float(c["true_mse"]) for c in cases])
     return (f"  {label:34s} mean PSNR {np.mean(-10 * np.log10(mse)):.2f} dB; error ratio median "
             f"{np.median(ratio):.2f}, <= 3 on {100 * np.mean(ratio <= 3):.0f}%")
+
+
+def peaks(path: Path, floor: float) -> None:
+    """The largest value of every run's kernel (sum 1) over the cases: how close the estimates of
+    real blurs come to the no-blur check (KernelEstimateSettings.no_blur_peak)."""
+    cases, labels = load_cases(path)
+    top = np.array([[float(k.max()) for k in c["kernels"]] for c in cases])
+    print(f"{path.name}: {len(cases)} cases, {len(labels)} runs each; kernel peak median {np.median(top):.3f}, "
+          f"largest {top.max():.3f}; runs at or above no_blur_peak {floor:g}: {int((top >= floor).sum())}")
 
 
 def study(path: Path, weights: list[float]) -> None:
@@ -61,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("cases", nargs="+", type=Path, help="FILE_<kernel set>.npz written by the sweep's --save-cases")
     ap.add_argument("--weights", default="0,0.5,1,2", help="comma list of pick_map_weight values (0: marginal cost alone)")
+    ap.add_argument("--peaks", action="store_true",
+                    help="only report each run's kernel peak against the no-blur check (fast; no pick study)")
     args = ap.parse_args(argv)
     try:
         weights = [float(v) for v in args.weights.split(",")]
@@ -73,7 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kernel_pick_study: no such file: {', '.join(missing)}", file=sys.stderr)
         return 66
     for path in args.cases:
-        study(path, weights)
+        if args.peaks:
+            peaks(path, KernelEstimateSettings().no_blur_peak)
+        else:
+            study(path, weights)
     return 0
 
 

@@ -195,6 +195,26 @@ def test_blind_estimate_deblurs_and_saves_its_kernel(tmp_path):
     assert psnr(sharp, clean) > psnr(blurred, clean) + 1.0
 
 
+def test_blind_deblurring_of_a_sharp_photo_only_denoises_it(tmp_path, capsys):
+    """No blur found: the manifest and the message say so, the saved kernel is a delta, and the
+    photo comes back denoised, not sharpened into halos (docs/deblur.md)."""
+    clean, noisy = blurred_photo(np.ones((1, 1)), side=256)
+    photo = write_png(tmp_path / "sharp.png", np.rint(noisy * 255).astype(np.uint8))
+    rc = main(["--model", str(MODEL), "--kernel", "estimate", "--iterations", "2", "--noise-sigma", "2.55", str(photo),
+               "-o", str(tmp_path / "s.png"), "--save-kernel", str(tmp_path / "k.npy"), "--json", str(tmp_path / "m.json")])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    kernel = json.loads((tmp_path / "m.json").read_text())["files"][0]["deblur"]["kernel"]
+    assert kernel["source"] == "estimate" and kernel["blur"].startswith("none found")
+    assert "none found" in err
+    saved = np.load(tmp_path / "k.npy")
+    assert saved.max() == 1.0 and np.count_nonzero(saved) == 1
+    from PIL import Image
+
+    out = np.asarray(Image.open(tmp_path / "s.png")).astype(np.float32) / 255
+    assert psnr(out, clean) > psnr(noisy, clean)
+
+
 def test_an_estimated_kernel_raises_the_schedule_noise_floor(model):
     """An estimated kernel's error acts as extra noise: the schedule never goes below
     BLIND_SIGMA_FLOOR with `estimate`, while a known kernel keeps the given level."""

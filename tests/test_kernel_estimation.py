@@ -9,7 +9,8 @@ import pytest
 
 from edge_runtime.classic import wiener_deconvolve
 from edge_runtime.errors import KernelError
-from edge_runtime.kernel_estimation import KernelEstimateSettings, estimate_kernel, estimate_linear_motion
+from edge_runtime.kernel_estimation import (KernelEstimateSettings, estimate_kernel, estimate_kernel_candidates,
+                                            estimate_linear_motion)
 from edge_runtime.kernels import linear_motion_kernel
 from train.degradations import add_gaussian_noise, blur, quantize_8bit
 
@@ -57,6 +58,28 @@ def test_estimated_kernel_is_valid_and_deblurs():
     assert 10 ** ((true_psnr - est_psnr) / 10) <= 3.0  # Levin et al.'s error ratio
 
 
+def test_a_sharp_photo_gets_a_delta_kernel():
+    """Below the estimator's resolution the kept run is a peaked blob (0.44-0.56 here); it is
+    taken for no blur and a delta comes back, unless no_blur_peak = 1 turns the check off."""
+    sharp = quantize_8bit(add_gaussian_noise(_photo(192), SIGMA, np.random.default_rng(0)))
+    found = estimate_kernel_candidates(sharp, 15, crop=192, noise_sigma=SIGMA)
+    kept = found.kernels[found.chosen]
+    assert found.no_blur and kept.max() >= KernelEstimateSettings().no_blur_peak and np.count_nonzero(kept) > 1
+    delta = np.zeros((15, 15))
+    delta[7, 7] = 1.0
+    np.testing.assert_array_equal(found.kernel, delta)
+    off = estimate_kernel_candidates(sharp, 15, crop=192, noise_sigma=SIGMA, settings=KernelEstimateSettings(no_blur_peak=1.0))
+    assert not off.no_blur
+    np.testing.assert_array_equal(off.kernel, kept)  # the same runs, only the check differs
+
+
+def test_a_blurred_photo_keeps_its_estimate():
+    """A 5 px blur, near the smallest the estimator resolves, is not taken for no blur."""
+    blurred = _degrade(_photo(192), linear_motion_kernel(5, 60))
+    found = estimate_kernel_candidates(blurred, 15, crop=192, noise_sigma=SIGMA)
+    assert not found.no_blur and found.kernel.max() < KernelEstimateSettings().no_blur_peak
+
+
 @pytest.mark.parametrize("bad", [np.zeros((20, 20, 3), np.float32), np.full((64, 64), np.nan, np.float32),
                                  np.zeros((64, 64, 2), np.float32)])
 def test_bad_images_raise_one_line_kernel_error(bad):
@@ -77,7 +100,8 @@ def test_bad_parameters_raise_kernel_error(kwargs):
                                     {"kernel_tikhonov": -1.0}, {"candidate_size_ratio": 0.0},
                                     {"candidate_size_ratio": 1.5}, {"candidate_threshold": 1.0},
                                     {"candidates": "yes"}, {"edge_selection": 1.0},
-                                    {"candidate_edge_selection": -0.1}])
+                                    {"candidate_edge_selection": -0.1}, {"no_blur_peak": 0.0},
+                                    {"no_blur_peak": 1.5}])
 def test_bad_settings_raise_one_line_kernel_error(change):
     settings = dataclasses.replace(KernelEstimateSettings(), **change)
     with pytest.raises(KernelError) as info:

@@ -50,6 +50,18 @@ def test_pick_study_reports_the_oracle_and_each_weight(tmp_path, capsys):
     assert [p for _, p in picks] == ["30.00", "30.00"]
 
 
+def test_peaks_count_the_runs_the_no_blur_check_would_take(tmp_path, capsys):
+    study = load_script("kernel_pick_study")
+    path = tmp_path / "cases_test.npz"
+    _saved_cases(path)
+    assert study.main([str(path), "--peaks"]) == 0
+    out = capsys.readouterr().out
+    # per case: the 9 px motion, the delta (peak 1) and the 17 px motion (the lowest peak)
+    median = linear_motion_kernel(9, 30).max()
+    assert f"2 cases, 3 runs each; kernel peak median {median:.3f}, largest 1.000; runs at or above no_blur_peak 0.4: 2" in out
+    assert "Wiener" not in out  # the pick study itself did not run
+
+
 def test_pick_study_refuses_bad_input(tmp_path, capsys):
     study = load_script("kernel_pick_study")
     assert study.main([str(tmp_path / "none.npz")]) == 66
