@@ -422,9 +422,10 @@ def resolve_kernel(kernel, color: np.ndarray, crop: int = DEFAULT_CROP,
         runs = [{"run": label, "cost": round(cost, 6)} for label, cost in zip(found.labels, found.costs)]
         for run, energy in zip(runs, found.energies):  # none when the pick ignores them
             run["l0_energy"] = round(energy, 8)
-        source = {**spec.describe(), "crop": crop, "run": found.labels[found.chosen], "runs": runs}
+        # peak: the kept run's largest value (its kernel sums to 1), what the no-blur check reads
+        peak = float(found.kernels[found.chosen].max())
+        source = {**spec.describe(), "crop": crop, "run": found.labels[found.chosen], "peak": round(peak, 4), "runs": runs}
         if found.no_blur:
-            peak = float(found.kernels[found.chosen].max())
             source["blur"] = (f"none found (the kept run peaks at {peak:.2f} >= no_blur_peak "
                               f"{estimator.no_blur_peak:g}): a delta kernel, the image is only denoised")
         return found.kernel, source

@@ -432,7 +432,8 @@ def test_blind_settings_reach_the_pnp_est_rows_and_are_recorded(clean_dir, tmp_p
     np.save(kdir / "m9.npy", linear_motion_kernel(9, 0))
     runs = {}
     for name, extra in (("default", []), ("no-floor", ["--blind-sigma-floor", "0", "--blind-crop", "64"]),
-                        ("loose", ["--blind-setting", "threshold=0.01", "--blind-setting", "min_component=0"])):
+                        ("loose", ["--blind-setting", "threshold=0.01", "--blind-setting", "min_component=0"]),
+                        ("no-blur", ["--blind-setting", "no_blur_peak=0.01"])):
         out = tmp_path / name
         assert ev.main(["--clean", str(clean_dir), "--degradation", f"motion:{kdir}", "--methods", "identity,pnp-est",
                         "--out", str(out), "--no-progress", *extra]) == 0
@@ -445,6 +446,14 @@ def test_blind_settings_reach_the_pnp_est_rows_and_are_recorded(clean_dir, tmp_p
     est = [next(v["psnr"] for k, v in s.items() if k.startswith("pnp-est")) for s in scores]
     assert est[0] != est[1]  # 1% noise is below the default floor: the schedule differs
     assert est[0] != est[2]  # the estimator's settings reach the estimate
+    # each image's row keeps the kept kernel's peak and whether it was taken for no blur: a 9 px
+    # motion's estimate peaks well below the default check, and above a check moved to 0.01
+    for name, no_blur in (("default", False), ("no-blur", True)):
+        rows = runs[name]["degradations"][f"motion:{kdir}"]["per_image"]
+        notes = [next(v for k, v in r["notes"].items() if k.startswith("pnp-est")) for r in rows]
+        assert all(0.01 < n["kernel_peak"] < 0.4 and n["no_blur"] is no_blur for n in notes), notes
+    assert est[3] != est[0]
+    assert f"no blur found on 0 of {len(rows)} images" in capsys.readouterr().out
     base = ["--clean", str(clean_dir), "--degradation", f"motion:{kdir}", "--out", str(tmp_path / "bad"), "--no-progress"]
     assert ev.main(base + ["--blind-crop", "10"]) == 1
     assert "--blind-crop must be at least 64" in capsys.readouterr().err

@@ -303,6 +303,7 @@ class Method:
     side_info: str
     skip_reason: str = ""
     align: int = 0  # > 0: scored after the best whole-pixel shift within +-align px (blind kernels)
+    notes: Callable[[], dict] | None = None  # what the last call found (blind kernels), kept per image
 
 
 CLASSIC_METHODS: dict[str, Method] = {
@@ -386,11 +387,31 @@ def build_pnp_methods(requested: list[str], denoisers: list[str], threads: int =
             methods.append(Method(f"pnp:{name}", lambda img, side, m=model: deblur(img, side.kernel, m, side.sigma),
                                   BLUR_KINDS, f"true kernel and sigma, plug-and-play with {name} as the prior"))
         if "pnp-est" in wanted:
-            methods.append(Method(f"pnp-est:{name}", lambda img, side, m=model: deblur(img, "estimate", m, side.sigma or None, blind=blind),
+            found = BlindNotes()
+            methods.append(Method(f"pnp-est:{name}", lambda img, side, m=model, f=found: f.deblur(img, m, side.sigma or None, blind),
                                   (*BLUR_KINDS, "paired"), f"kernel estimated from the image, true sigma (real pairs: estimated), plug-and-play with {name}; "
                                   f"scored after the best whole-pixel shift within +-{BLIND_ALIGN} px (a blind kernel is "
-                                  "centred on its centre of mass, the true one need not be)", align=BLIND_ALIGN))
+                                  "centred on its centre of mass, the true one need not be)", align=BLIND_ALIGN,
+                                  notes=found.last))
     return methods
+
+
+class BlindNotes:
+    """Blind deblurring that keeps what the estimate was for the per-image rows: the kept run's
+    kernel peak and whether it was taken for no blur (KernelEstimateSettings.no_blur_peak)."""
+
+    def __init__(self) -> None:
+        self._last: dict = {}
+
+    def deblur(self, img: np.ndarray, model, sigma: float | None, blind) -> np.ndarray:
+        from edge_runtime.deblur import deblur_with_info
+
+        out, info = deblur_with_info(img, "estimate", model, sigma, blind=blind)
+        self._last = {"kernel_peak": info.kernel_source["peak"], "no_blur": "blur" in info.kernel_source}
+        return out
+
+    def last(self) -> dict:
+        return dict(self._last)
 
 
 def error_ratios(deg: dict) -> dict[str, dict[str, float]]:
@@ -655,6 +676,8 @@ def evaluate(
                 row["psnr"][m.name] = psnr(restored, clean)
                 row["ssim"][m.name] = ssim(restored, clean)
                 row["seconds"][m.name] = dt
+                if m.notes is not None:
+                    row.setdefault("notes", {})[m.name] = m.notes()
                 for metric, value in (scorer(restored, clean) if scorer else {}).items():
                     row.setdefault(metric, {})[m.name] = value
                 total_s[m.name] += dt
@@ -940,6 +963,12 @@ def summary(results: dict[str, Any]) -> str:
         for denoiser, r in error_ratios(deg).items():
             lines.append(f"  kernel-estimation error ratio ({denoiser}): median {r['median']:.2f}, "
                          f"{100 * r['share_at_most_3']:.0f}% of images at most 3")
+        for n in deg["methods"]:
+            notes = [r["notes"][n] for r in deg["per_image"] if n in r.get("notes", {})]
+            if notes:
+                peaks = [x["kernel_peak"] for x in notes]
+                lines.append(f"  estimated kernels ({n[8:]}): peak {min(peaks):.3f}-{max(peaks):.3f}, "
+                             f"no blur found on {sum(x['no_blur'] for x in notes)} of {len(notes)} images")
         for group, means in (deg.get("per_group") or {}).items():
             scores = ", ".join(f"{n} {means[n]:.2f}" for n in deg["methods"])
             lines.append(f"  [{group}, {means['images']} pairs] {scores}")
