@@ -157,10 +157,10 @@ class KernelEstimateSettings:
       kernel; the L0 energy leans the other way (a MAP estimate prefers sharp explanations).
     no_blur_peak: a kept kernel whose largest value holds at least this share of its mass is
       taken for no blur, and a delta kernel is returned (deconvolution then only denoises). The
-      estimator cannot resolve blur much below a pixel: on sharp tuning photos (1% noise, no
-      blur) it returned kernels peaking at 0.50-0.66, and PnP with them lost 7.6 dB against the
-      input where a delta gained 2.1 dB; on every Levin and 12-kernel blur of the tuning set its
-      runs peaked at 0.30 at most (docs/deblur.md). 1 turns the check off (a delta's peak is 1).
+      estimator cannot resolve blur much below a pixel: on 8 sharp tuning photos (1% noise) it
+      kept kernels peaking at 0.30-0.69, and PnP with them lost 7.5 dB against the input; every
+      run on the Levin and 12-kernel blurs of the tuning set peaked at 0.30 at most, and on a
+      0.7 px Gaussian blur at 0.32 (docs/deblur.md). 1 turns the check off (a delta's peak is 1).
     """
 
     iterations_per_level: int = 5

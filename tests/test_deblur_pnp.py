@@ -197,7 +197,7 @@ def test_blind_estimate_deblurs_and_saves_its_kernel(tmp_path):
 
 def test_blind_deblurring_of_a_sharp_photo_only_denoises_it(tmp_path, capsys):
     """No blur found: the manifest and the message say so, the saved kernel is a delta, and the
-    photo comes back denoised, not sharpened into halos (docs/deblur.md)."""
+    photo comes back denoised, not over-sharpened (docs/deblur.md, "A sharp photo: no blur found")."""
     clean, noisy = blurred_photo(np.ones((1, 1)), side=256)
     photo = write_png(tmp_path / "sharp.png", np.rint(noisy * 255).astype(np.uint8))
     rc = main(["--model", str(MODEL), "--kernel", "estimate", "--iterations", "2", "--noise-sigma", "2.55", str(photo),

@@ -403,7 +403,8 @@ class BlindNotes:
     def __init__(self) -> None:
         self._last: dict = {}
 
-    def deblur(self, img: np.ndarray, model, sigma: float | None, blind) -> np.ndarray:
+    def deblur(self, img: np.ndarray, model: Any, sigma: float | None, blind: BlindSettings) -> np.ndarray:
+        """`deblur(img, "estimate", model, sigma, blind=blind)`, noting what the estimate was."""
         from edge_runtime.deblur import deblur_with_info
 
         out, info = deblur_with_info(img, "estimate", model, sigma, blind=blind)
