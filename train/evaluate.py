@@ -968,7 +968,7 @@ def summary(results: dict[str, Any]) -> str:
             notes = [r["notes"][n] for r in deg["per_image"] if n in r.get("notes", {})]
             if notes:
                 peaks = [x["kernel_peak"] for x in notes]
-                lines.append(f"  estimated kernels ({n[8:]}): peak {min(peaks):.3f}-{max(peaks):.3f}, "
+                lines.append(f"  estimated kernels ({n.partition(':')[2]}): peak {min(peaks):.3f}-{max(peaks):.3f}, "
                              f"no blur found on {sum(x['no_blur'] for x in notes)} of {len(notes)} images")
         for group, means in (deg.get("per_group") or {}).items():
             scores = ", ".join(f"{n} {means[n]:.2f}" for n in deg["methods"])
