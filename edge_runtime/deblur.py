@@ -423,7 +423,7 @@ def resolve_kernel(kernel, color: np.ndarray, crop: int = DEFAULT_CROP,
         for run, energy in zip(runs, found.energies):  # none when the pick ignores them
             run["l0_energy"] = round(energy, 8)
         # peak: the kept run's largest value (its kernel sums to 1), what the no-blur check reads
-        peak = float(found.kernels[found.chosen].max())
+        peak = float(found.kept.max())
         source = {**spec.describe(), "crop": crop, "run": found.labels[found.chosen], "peak": round(peak, 4), "runs": runs}
         if found.no_blur:
             source["blur"] = (f"none found (the kept run peaks at {peak:.2f} >= no_blur_peak "

@@ -716,10 +716,14 @@ class KernelCandidates:
     no_blur: bool = False
 
     @property
+    def kept(self) -> np.ndarray:
+        """The kept run's kernel, whether or not it was taken for no blur."""
+        return self.kernels[self.chosen]
+
+    @property
     def kernel(self) -> np.ndarray:
         """The estimate: the kept run's kernel, or a delta of its size where that means no blur."""
-        kept = self.kernels[self.chosen]
-        return _delta(kept.shape[0]) if self.no_blur else kept
+        return _delta(self.kept.shape[0]) if self.no_blur else self.kept
 
 
 def estimate_kernel(image: np.ndarray, kernel_size: int = 31, *, crop: int = DEFAULT_CROP,

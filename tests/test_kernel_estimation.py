@@ -63,7 +63,7 @@ def test_a_sharp_photo_gets_a_delta_kernel():
     taken for no blur and a delta comes back, unless no_blur_peak = 1 turns the check off."""
     sharp = quantize_8bit(add_gaussian_noise(_photo(192), SIGMA, np.random.default_rng(0)))
     found = estimate_kernel_candidates(sharp, 15, crop=192, noise_sigma=SIGMA)
-    kept = found.kernels[found.chosen]
+    kept = found.kept
     assert found.no_blur and kept.max() >= KernelEstimateSettings().no_blur_peak and np.count_nonzero(kept) > 1
     delta = np.zeros((15, 15))
     delta[7, 7] = 1.0
